@@ -1,0 +1,142 @@
+/*
+ * Request parsing: a deliberately small JSON reader for one flat object with
+ * string keys and string values. Anything else is refused with a reason.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+
+static const char *const cmd_names[] = {
+	[API_CMD_STATUS] = "status",
+	[API_CMD_PAUSE] = "pause",
+	[API_CMD_RESUME] = "resume",
+	[API_CMD_QUIT] = "quit",
+};
+
+const char *api_cmd_name(enum api_cmd cmd)
+{
+	return (unsigned)cmd < sizeof(cmd_names) / sizeof(cmd_names[0]) ? cmd_names[cmd] : "?";
+}
+
+struct cursor {
+	const char *p, *end;
+};
+
+static void skip_ws(struct cursor *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
+		c->p++;
+}
+
+/* Read a JSON string of plain characters into @out (no escapes beyond \" \\ \/). */
+static int read_string(struct cursor *c, char *out, size_t max)
+{
+	size_t n = 0;
+
+	if (c->p >= c->end || *c->p != '"')
+		return -1;
+	c->p++;
+	while (c->p < c->end && *c->p != '"') {
+		char ch = *c->p++;
+		if ((unsigned char)ch < 0x20)
+			return -1;
+		if (ch == '\\') {
+			if (c->p >= c->end)
+				return -1;
+			ch = *c->p++;
+			if (ch != '"' && ch != '\\' && ch != '/')
+				return -1;
+		}
+		if (n + 1 >= max)
+			return -1;
+		out[n++] = ch;
+	}
+	if (c->p >= c->end)
+		return -1;
+	c->p++;
+	out[n] = 0;
+	return 0;
+}
+
+int api_parse_request(const char *line, size_t len, struct api_request *req, char *err,
+		      size_t errlen)
+{
+	struct cursor c = { line, line + len };
+	char key[32], val[64];
+	bool have_cmd = false;
+
+	memset(req, 0, sizeof(*req));
+	if (len > API_MAX_LINE) {
+		snprintf(err, errlen, "request longer than %d bytes", API_MAX_LINE);
+		return -EINVAL;
+	}
+	skip_ws(&c);
+	if (c.p >= c.end || *c.p++ != '{') {
+		snprintf(err, errlen, "request is not a JSON object");
+		return -EINVAL;
+	}
+	skip_ws(&c);
+	if (c.p < c.end && *c.p == '}') {
+		c.p++;
+	} else {
+		for (;;) {
+			skip_ws(&c);
+			if (read_string(&c, key, sizeof(key))) {
+				snprintf(err, errlen, "bad or too long key");
+				return -EINVAL;
+			}
+			skip_ws(&c);
+			if (c.p >= c.end || *c.p++ != ':') {
+				snprintf(err, errlen, "expected ':' after key");
+				return -EINVAL;
+			}
+			skip_ws(&c);
+			if (read_string(&c, val, sizeof(val))) {
+				snprintf(err, errlen, "value of \"%s\" must be a short string", key);
+				return -EINVAL;
+			}
+			if (strcmp(key, "cmd") == 0) {
+				if (have_cmd) {
+					snprintf(err, errlen, "duplicate \"cmd\"");
+					return -EINVAL;
+				}
+				size_t i;
+				for (i = 0; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
+					if (strcmp(val, cmd_names[i]) == 0)
+						break;
+				if (i == sizeof(cmd_names) / sizeof(cmd_names[0])) {
+					snprintf(err, errlen, "unknown command \"%s\"", val);
+					return -EINVAL;
+				}
+				req->cmd = (enum api_cmd)i;
+				have_cmd = true;
+			} else {
+				snprintf(err, errlen, "unknown key \"%s\"", key);
+				return -EINVAL;
+			}
+			skip_ws(&c);
+			if (c.p < c.end && *c.p == ',') {
+				c.p++;
+				continue;
+			}
+			if (c.p < c.end && *c.p == '}') {
+				c.p++;
+				break;
+			}
+			snprintf(err, errlen, "expected ',' or '}'");
+			return -EINVAL;
+		}
+	}
+	skip_ws(&c);
+	if (c.p != c.end) {
+		snprintf(err, errlen, "trailing characters after the object");
+		return -EINVAL;
+	}
+	if (!have_cmd) {
+		snprintf(err, errlen, "missing \"cmd\"");
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,207 @@
+#define _GNU_SOURCE
+#include "core/config.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef POCKETVM_DEFAULT_KERNEL
+#define POCKETVM_DEFAULT_KERNEL ""
+#endif
+#ifndef POCKETVM_DEFAULT_INITRD
+#define POCKETVM_DEFAULT_INITRD ""
+#endif
+#ifndef POCKETVM_DEFAULT_CMDLINE
+#define POCKETVM_DEFAULT_CMDLINE "console=ttyS0"
+#endif
+
+static void usage_run(FILE *f)
+{
+	fprintf(f,
+		"usage: pocketvm run [--kernel FILE] [--initrd FILE] [--cmdline TEXT]\n"
+		"                    [--mem SIZE] [--cpus N] [--disk FILE[,ro][,serial=ID]]...\n"
+		"                    [--api PATH] [--no-rng] [--verbose]\n\n"
+		"Boot a guest. The console is this terminal (raw mode when stdin is a\n"
+		"terminal: C-a x quits, C-a h helps). The VM ends with status 0 when the\n"
+		"guest reboots or on quit, non-zero on a triple fault (2), a KVM internal\n"
+		"error (3) or any other failure (1).\n\n"
+		"Options:\n"
+		"  --kernel FILE    vmlinux (ELF) or bzImage (gzip/xz/zstd/lz4 payloads are\n"
+		"                   decompressed on the host), or any x86-64 ELF with\n"
+		"                   physical load addresses. Default: the guest built by\n"
+		"                   `make guest` (%s)\n"
+		"  --initrd FILE    initramfs. Default with the default kernel: %s\n"
+		"  --cmdline TEXT   kernel command line. Default: the default guest's\n"
+		"                   (guest/cmdline.txt)\n"
+		"  --mem SIZE       guest RAM, a multiple of 2M, e.g. 512M, 4G (default 512M);\n"
+		"                   RAM beyond 3G is placed above 4G\n"
+		"  --cpus N         vCPUs, 1-%d (default %d)\n"
+		"  --disk SPEC      virtio-blk disk from a raw image file; repeatable (up to %d).\n"
+		"                   SPEC is FILE[,ro][,serial=ID]; the serial defaults to\n"
+		"                   the file name (20 bytes at most)\n"
+		"  --api PATH       control socket (mode 0600) for `pocketvm ctl`\n"
+		"  --no-rng         no virtio-rng entropy device\n"
+		"  -v, --verbose    more log lines (repeat for debug)\n"
+		"  -q, --quiet      errors only\n"
+		"  -h, --help       this text\n",
+		POCKETVM_DEFAULT_KERNEL, POCKETVM_DEFAULT_INITRD, VM_MAX_VCPUS, CONFIG_DEFAULT_CPUS,
+		VM_MAX_DISKS);
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case 0: break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -EINVAL;
+	if (shift && v > (~0ULL >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int config_parse_disk(char *spec, struct disk_config *d, char *err, size_t errlen)
+{
+	char *save = NULL, *tok;
+
+	memset(d, 0, sizeof(*d));
+	if (spec[0] == ',')
+		spec = (char *)"";
+	tok = strtok_r(spec, ",", &save);
+	if (!tok || !*tok) {
+		snprintf(err, errlen, "--disk needs a file name");
+		return -EINVAL;
+	}
+	d->path = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(tok, "ro")) {
+			d->readonly = true;
+		} else if (!strcmp(tok, "rw")) {
+			d->readonly = false;
+		} else if (!strncmp(tok, "serial=", 7)) {
+			d->serial = tok + 7;
+			if (strlen(d->serial) > 20) {
+				snprintf(err, errlen, "--disk %s: serial is longer than 20 bytes",
+					 d->path);
+				return -EINVAL;
+			}
+		} else {
+			snprintf(err, errlen, "--disk %s: unknown option '%s' (expected ro, rw or serial=ID)",
+				 d->path, tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int config_parse_run(int argc, char **argv, struct vm_config *cfg)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "api", required_argument, NULL, 'a' },
+		{ "no-rng", no_argument, NULL, 'R' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char err[256];
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mem_size = CONFIG_DEFAULT_MEM;
+	cfg->cpus = CONFIG_DEFAULT_CPUS;
+	cfg->rng = true;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': cfg->kernel = optarg; break;
+		case 'i': cfg->initrd = optarg; break;
+		case 'c': cfg->cmdline = optarg; break;
+		case 'a': cfg->api_path = optarg; break;
+		case 'R': cfg->rng = false; break;
+		case 'v': log_level++; break;
+		case 'q': log_level = 0; break;
+		case 'h': usage_run(stdout); return CONFIG_HELP;
+		case 'm':
+			if (config_parse_size(optarg, &cfg->mem_size) || cfg->mem_size == 0 ||
+			    cfg->mem_size % (2ULL << 20) || cfg->mem_size < (32ULL << 20) ||
+			    cfg->mem_size > (1ULL << 40)) {
+				fprintf(stderr, "pocketvm: --mem %s: expected a size that is a multiple "
+						"of 2M between 32M and 1T, e.g. 512M or 2G\n", optarg);
+				return CONFIG_ERROR;
+			}
+			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > VM_MAX_VCPUS) {
+				fprintf(stderr, "pocketvm: --cpus %s: expected 1 to %d\n", optarg,
+					VM_MAX_VCPUS);
+				return CONFIG_ERROR;
+			}
+			cfg->cpus = (int)n;
+			break;
+		}
+		case 'd':
+			if (cfg->nr_disks == VM_MAX_DISKS) {
+				fprintf(stderr, "pocketvm: at most %d disks\n", VM_MAX_DISKS);
+				return CONFIG_ERROR;
+			}
+			if (config_parse_disk(optarg, &cfg->disk[cfg->nr_disks], err, sizeof(err))) {
+				fprintf(stderr, "pocketvm: %s\n", err);
+				return CONFIG_ERROR;
+			}
+			cfg->nr_disks++;
+			break;
+		default:
+			fprintf(stderr, "pocketvm: try pocketvm run --help\n");
+			return CONFIG_ERROR;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pocketvm: unexpected argument '%s' (try pocketvm run --help)\n",
+			argv[optind]);
+		return CONFIG_ERROR;
+	}
+	if (!cfg->kernel) {
+		if (!*POCKETVM_DEFAULT_KERNEL || access(POCKETVM_DEFAULT_KERNEL, R_OK) != 0) {
+			fprintf(stderr, "pocketvm: no --kernel given and the default guest is not built "
+					"(run `make guest`)\n");
+			return CONFIG_ERROR;
+		}
+		cfg->kernel = POCKETVM_DEFAULT_KERNEL;
+		if (!cfg->initrd && *POCKETVM_DEFAULT_INITRD &&
+		    access(POCKETVM_DEFAULT_INITRD, R_OK) == 0)
+			cfg->initrd = POCKETVM_DEFAULT_INITRD;
+	}
+	if (!cfg->cmdline)
+		cfg->cmdline = POCKETVM_DEFAULT_CMDLINE;
+	cfg->console_raw = isatty(STDIN_FILENO);
+	return CONFIG_OK;
+}

@@ -1,0 +1,114 @@
+/*
+ * The virtual machine: configuration, KVM handles, guest memory, buses,
+ * devices and vCPUs, and the lifecycle (run, pause/resume handshake, stop).
+ * The VM owns everything; nothing lives in file-scope globals.
+ */
+#ifndef POCKETVM_VM_H
+#define POCKETVM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "bus/io_bus.h"
+#include "bus/irq.h"
+#include "mem/guest_mem.h"
+
+#define VM_MAX_VCPUS 8
+#define VM_MAX_DISKS 8
+
+struct disk_config {
+	const char *path;
+	bool readonly;
+	const char *serial; /* NULL: derived from the file name */
+};
+
+struct vm_config {
+	uint64_t mem_size;
+	int cpus;
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	struct disk_config disk[VM_MAX_DISKS];
+	int nr_disks;
+	const char *api_path;
+	bool rng;
+	bool console_raw; /* raw terminal + escape sequence (stdin is a tty) */
+};
+
+enum vm_exit {
+	VM_EXIT_NONE = 0,
+	VM_EXIT_RESET,	       /* guest reboot: status 0 */
+	VM_EXIT_QUIT,	       /* ctl quit or console escape: status 0 */
+	VM_EXIT_SHUTDOWN_FAULT, /* triple fault */
+	VM_EXIT_INTERNAL_ERROR, /* KVM emulation failure or internal error */
+	VM_EXIT_FAILURE,       /* a pocketvm failure */
+};
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct pci_bus;
+struct virtio_dev;
+struct uart;
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	size_t run_size;
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, fetched once */
+	struct guest_mem mem;
+	struct io_bus pio;
+	struct io_bus mmio;
+	struct irq_router irq;
+	struct pci_bus *pci;
+	struct uart *uart;
+	struct virtio_dev *vdev[VM_MAX_DISKS + 4];
+	int nr_vdev;
+	struct vcpu vcpu[VM_MAX_VCPUS];
+	int nr_vcpus;
+
+	/* Lifecycle, under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pause_req;	     /* vCPUs must park */
+	int parked;	     /* vCPUs parked outside KVM_RUN */
+	int running_vcpus;   /* vCPU threads alive */
+	enum vm_exit exit;   /* first reason to stop wins */
+	int wake_fd;	     /* eventfd: wakes the main loop on exit */
+};
+
+/* Create the VM from @cfg: KVM, memory, irqchip, devices, boot state. */
+int vm_create(struct vm *vm, const struct vm_config *cfg);
+
+/* Start the vCPU threads, run the main loop until the VM stops, join. */
+int vm_run(struct vm *vm);
+
+/* Tear down everything vm_create() built. */
+void vm_destroy(struct vm *vm);
+
+/*
+ * vm_pause - the handshake: ask every vCPU to leave KVM_RUN, kick each one
+ * out (immediate_exit + signal), and wait until every one has parked.
+ * vm_resume releases them. Both are idempotent; callers serialise.
+ */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+
+/* Request the VM to stop for @why (thread-safe, first reason wins). */
+void vm_request_exit(struct vm *vm, enum vm_exit why);
+
+/* Process exit status for a stop reason. */
+int vm_exit_status(enum vm_exit why);
+const char *vm_exit_name(enum vm_exit why);
+
+#endif

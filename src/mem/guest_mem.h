@@ -1,0 +1,78 @@
+/*
+ * Guest physical memory: a table of RAM regions backed by one memfd, and the
+ * single checked door from guest physical addresses to host pointers.
+ *
+ * Device code never does arithmetic on guest addresses itself: it asks
+ * gm_ptr(gpa, len) and gets NULL unless [gpa, gpa+len) lies entirely inside
+ * one RAM region.
+ */
+#ifndef POCKETVM_GUEST_MEM_H
+#define POCKETVM_GUEST_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GM_MAX_REGIONS 4
+
+/* x86 layout: low RAM up to the PCI hole, the rest above 4 GiB. */
+#define GM_PCI_HOLE_START 0xC0000000ULL /* 3 GiB */
+#define GM_HIGH_START 0x100000000ULL	/* 4 GiB */
+
+struct gm_region {
+	uint64_t gpa;	 /* guest physical start */
+	uint64_t size;	 /* bytes */
+	uint8_t *hva;	 /* host mapping of the region */
+	uint64_t offset; /* offset of the region in the backing memfd */
+};
+
+struct guest_mem {
+	struct gm_region region[GM_MAX_REGIONS];
+	int nr_regions;
+	int fd;		     /* memfd backing all RAM, -1 for fake memory */
+	uint8_t *base;	     /* mapping of the whole memfd */
+	uint64_t ram_size;   /* total bytes of RAM */
+};
+
+/*
+ * gm_init - create guest RAM of @ram_size bytes (a multiple of 2 MiB) from a
+ * memfd, lay it out around the PCI hole and advise huge pages.
+ * Returns 0 or a negative errno.
+ */
+int gm_init(struct guest_mem *gm, uint64_t ram_size);
+
+/*
+ * gm_init_fake - describe a caller-owned buffer as guest RAM at @gpa, for
+ * unit tests and fuzz harnesses. No memfd.
+ */
+void gm_init_fake(struct guest_mem *gm, void *buf, uint64_t gpa, uint64_t size);
+
+void gm_destroy(struct guest_mem *gm);
+
+/*
+ * gm_ptr - translate [gpa, gpa+len) to a host pointer. Returns NULL when the
+ * range wraps, is empty-but-outside, or is not wholly inside one RAM region.
+ * len may be 0 (then gpa must still be inside or at the end of a region).
+ */
+static inline void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	for (int i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->region[i];
+
+		if (gpa < r->gpa)
+			continue;
+		uint64_t off = gpa - r->gpa;
+		if (off > r->size || len > r->size - off)
+			continue;
+		return r->hva + off;
+	}
+	return NULL;
+}
+
+/* Copy helpers through gm_ptr(); return 0 or -EFAULT. */
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+
+/* Highest guest physical address + 1 of RAM below the PCI hole. */
+uint64_t gm_low_end(const struct guest_mem *gm);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * A virtio device over the modern (1.x) PCI transport.
+ *
+ * A device model supplies a const struct virtio_dev_ops and private state;
+ * the transport owns feature negotiation, status, queues, MSI-X, the
+ * notification ioeventfds and the device's I/O thread. Queue handlers run on
+ * that thread (never on a vCPU thread) with dev->lock held; they pop chains,
+ * act, push, and call virtio_notify().
+ */
+#ifndef POCKETVM_VIRTIO_H
+#define POCKETVM_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/vm.h"
+#include "pci/pci.h"
+#include "virtio/virtqueue.h"
+
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_NO_VECTOR 0xffff
+
+/* Device status bits */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED 0x80
+
+/* Device types */
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
+
+struct virtio_dev;
+
+struct virtio_dev_ops {
+	const char *name;      /* "virtio-blk" */
+	uint16_t device_id;    /* VIRTIO_ID_* */
+	uint32_t pci_class;    /* PCI class code */
+	int num_queues;
+	uint16_t queue_size;   /* max size offered for each queue */
+	/* Device configuration space: read/write @size bytes at @off. */
+	void (*config_read)(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t size);
+	void (*config_write)(struct virtio_dev *d, uint32_t off, const uint8_t *data,
+			     uint32_t size);
+	uint32_t config_size;
+	/* The driver kicked queue @q (device thread, dev->lock held). */
+	void (*queue_notify)(struct virtio_dev *d, int q);
+	/* Device reset by the driver (dev->lock held). */
+	void (*reset)(struct virtio_dev *d);
+	/* Snapshot hooks: NULL means the device cannot be saved. */
+	int (*save)(struct virtio_dev *d, void *ctx);
+	int (*load)(struct virtio_dev *d, void *ctx);
+	/* Free the private state. */
+	void (*destroy)(struct virtio_dev *d);
+};
+
+struct virtio_queue {
+	struct virtq vq;
+	uint16_t msix_vector;
+	bool enabled;
+	int kick_fd;	/* eventfd: ioeventfd on the notify address */
+	char name[32];
+};
+
+struct msix_entry {
+	uint64_t addr;
+	uint32_t data;
+	uint32_t ctrl; /* bit 0: masked */
+};
+
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	void *priv;
+	struct vm *vm;
+	struct pci_dev pci;
+	pthread_mutex_t lock;
+
+	uint64_t host_features;	  /* offered: device bits | VERSION_1 | ring bits */
+	uint64_t driver_features; /* accepted */
+	uint32_t dfselect, gfselect;
+	uint8_t status;
+	uint8_t config_generation;
+	uint8_t isr;
+	uint16_t queue_sel;
+	uint16_t msix_config;
+	struct virtio_queue q[VIRTIO_MAX_QUEUES];
+
+	/* MSI-X: one vector per queue plus one for configuration changes. */
+	int nr_vectors;
+	struct msix_entry msix[VIRTIO_MAX_QUEUES + 1];
+	uint64_t msix_pba;
+	int msix_gsi[VIRTIO_MAX_QUEUES + 1];
+	int msix_fd[VIRTIO_MAX_QUEUES + 1];
+	uint8_t msix_cap;	/* config offset of the MSI-X capability */
+	uint64_t notify_base;	/* guest address of the notify region, 0 = unmapped */
+
+	/* I/O thread */
+	pthread_t thread;
+	int epoll_fd;
+	int stop_fd;
+	bool thread_started;
+};
+
+/*
+ * virtio_dev_create - build the PCI function for a device model, plug it
+ * into the VM's PCI bus and start its I/O thread. @device_features are the
+ * device-specific feature bits offered. Returns 0 or a negative errno.
+ */
+int virtio_dev_create(struct virtio_dev *d, struct vm *vm, const struct virtio_dev_ops *ops,
+		      void *priv, uint64_t device_features);
+
+/* Stop the I/O thread and release KVM resources. */
+void virtio_dev_destroy(struct virtio_dev *d);
+
+/* Interrupt the driver for queue @q if it wants one (after pushes). */
+void virtio_notify(struct virtio_dev *d, int q);
+
+/* Signal a configuration change (config vector). */
+void virtio_config_changed(struct virtio_dev *d);
+
+/*
+ * virtio_set_needs_reset - the driver broke the protocol: log, set
+ * DEVICE_NEEDS_RESET, stop serving the queues, tell the driver.
+ */
+void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
+
+/* Was feature bit @bit negotiated? */
+static inline bool virtio_has_feature(const struct virtio_dev *d, unsigned bit)
+{
+	return (d->driver_features >> bit) & 1;
+}
+
+#endif
