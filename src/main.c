@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "snapshot/snapshot.h"
 
 static void usage_main(FILE *f)
 {
@@ -56,21 +57,52 @@ int main(int argc, char **argv)
 	if (r != CONFIG_OK)
 		return r == CONFIG_HELP ? 0 : 2;
 
+	/* --restore, or --state with a snapshot in it: the machine comes from there. */
+	struct snap_image *img = NULL;
+	char err[512];
+	const char *from = cfg.restore_dir;
+	if (cfg.state_dir) {
+		char probe[4200];
+		snprintf(probe, sizeof(probe), "%s/state", cfg.state_dir);
+		if (access(probe, F_OK) == 0)
+			from = cfg.state_dir;
+	}
+	if (from) {
+		img = snapshot_open(from, &cfg, err, sizeof(err));
+		if (!img && cfg.restore_dir) {
+			pr_err("cannot restore %s: %s", from, err);
+			return 1;
+		}
+		if (!img)
+			pr_warn("state %s is not a usable snapshot (%s); booting instead", from, err);
+	}
+	if (!img && !cfg.kernel) {
+		pr_err("nothing to boot: no snapshot and no kernel");
+		return 1;
+	}
+
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return 1;
-	r = vm_create(vm, &cfg);
+	r = vm_create(vm, &cfg, img);
 	if (r) {
 		vm_destroy(vm);
 		free(vm);
+		snapshot_close(img);
 		return 1;
 	}
+	if (img)
+		pr_info("restored from %s", from);
 	int status = vm_run(vm);
+	/* A guest that reboots or powers off leaves no state: the next launch boots. */
+	if (cfg.state_dir && vm->exit == VM_EXIT_RESET)
+		snapshot_remove(cfg.state_dir);
 	if (vm->exit != VM_EXIT_RESET && vm->exit != VM_EXIT_QUIT)
 		pr_err("VM stopped: %s", vm_exit_name(vm->exit));
 	else
 		pr_info("VM stopped: %s", vm_exit_name(vm->exit));
 	vm_destroy(vm);
 	free(vm);
+	snapshot_close(img);
 	return status;
 }

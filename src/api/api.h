@@ -19,10 +19,15 @@ enum api_cmd {
 	API_CMD_PAUSE,
 	API_CMD_RESUME,
 	API_CMD_QUIT,
+	API_CMD_SNAPSHOT, /* "path": directory, "exit": true to stop after saving */
 };
+
+#define API_MAX_PATH 1024
 
 struct api_request {
 	enum api_cmd cmd;
+	char path[API_MAX_PATH]; /* snapshot: absolute directory */
+	bool exit;
 };
 
 /*

@@ -13,6 +13,7 @@ static const char *const cmd_names[] = {
 	[API_CMD_PAUSE] = "pause",
 	[API_CMD_RESUME] = "resume",
 	[API_CMD_QUIT] = "quit",
+	[API_CMD_SNAPSHOT] = "snapshot",
 };
 
 const char *api_cmd_name(enum api_cmd cmd)
@@ -64,8 +65,8 @@ int api_parse_request(const char *line, size_t len, struct api_request *req, cha
 		      size_t errlen)
 {
 	struct cursor c = { line, line + len };
-	char key[32], val[64];
-	bool have_cmd = false;
+	char key[32], val[API_MAX_PATH];
+	bool have_cmd = false, have_path = false, have_exit = false;
 
 	memset(req, 0, sizeof(*req));
 	if (len > API_MAX_LINE) {
@@ -93,11 +94,34 @@ int api_parse_request(const char *line, size_t len, struct api_request *req, cha
 				return -EINVAL;
 			}
 			skip_ws(&c);
-			if (read_string(&c, val, sizeof(val))) {
-				snprintf(err, errlen, "value of \"%s\" must be a short string", key);
+			if (strcmp(key, "exit") == 0) {
+				if (have_exit) {
+					snprintf(err, errlen, "duplicate \"exit\"");
+					return -EINVAL;
+				}
+				if ((size_t)(c.end - c.p) >= 4 && !memcmp(c.p, "true", 4)) {
+					req->exit = true;
+					c.p += 4;
+				} else if ((size_t)(c.end - c.p) >= 5 && !memcmp(c.p, "false", 5)) {
+					req->exit = false;
+					c.p += 5;
+				} else {
+					snprintf(err, errlen, "\"exit\" must be true or false");
+					return -EINVAL;
+				}
+				have_exit = true;
+			} else if (read_string(&c, val, sizeof(val))) {
+				snprintf(err, errlen, "value of \"%s\" must be a string shorter than %d "
+					 "bytes", key, API_MAX_PATH);
 				return -EINVAL;
-			}
-			if (strcmp(key, "cmd") == 0) {
+			} else if (strcmp(key, "path") == 0) {
+				if (have_path || val[0] != '/') {
+					snprintf(err, errlen, "\"path\" must be given once, as an absolute path");
+					return -EINVAL;
+				}
+				memcpy(req->path, val, sizeof(req->path));
+				have_path = true;
+			} else if (strcmp(key, "cmd") == 0) {
 				if (have_cmd) {
 					snprintf(err, errlen, "duplicate \"cmd\"");
 					return -EINVAL;
@@ -136,6 +160,14 @@ int api_parse_request(const char *line, size_t len, struct api_request *req, cha
 	}
 	if (!have_cmd) {
 		snprintf(err, errlen, "missing \"cmd\"");
+		return -EINVAL;
+	}
+	if (req->cmd == API_CMD_SNAPSHOT && !have_path) {
+		snprintf(err, errlen, "snapshot needs \"path\"");
+		return -EINVAL;
+	}
+	if (req->cmd != API_CMD_SNAPSHOT && (have_path || have_exit)) {
+		snprintf(err, errlen, "\"%s\" takes no arguments", cmd_names[req->cmd]);
 		return -EINVAL;
 	}
 	return 0;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -145,9 +146,35 @@ static void api_execute(int fd, const struct api_request *req, struct vm *vm)
 		api_reply(fd, "{\"ok\":true,\"state\":\"running\"}\n");
 		return;
 	case API_CMD_QUIT:
+		if (vm->cfg.state_dir) {
+			/* The app lifecycle: save on the way out, next launch restores. */
+			char err[512];
+			if (vm_snapshot(vm, vm->cfg.state_dir, true, err, sizeof(err))) {
+				api_error(fd, err);
+				return;
+			}
+			api_reply(fd, "{\"ok\":true,\"saved\":true}\n");
+			return;
+		}
 		api_reply(fd, "{\"ok\":true}\n");
 		vm_request_exit(vm, VM_EXIT_QUIT);
 		return;
+	case API_CMD_SNAPSHOT: {
+		char err[512];
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (vm_snapshot(vm, req->path, req->exit, err, sizeof(err))) {
+			api_error(fd, err);
+			return;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		char out[API_MAX_PATH + 128] = "{\"ok\":true,\"path\":\"";
+		json_escape(out, sizeof(out) - 64, req->path);
+		snprintf(out + strlen(out), 64, "\",\"ms\":%.1f}\n", ms);
+		api_reply(fd, out);
+		return;
+	}
 	}
 	api_error(fd, "unhandled command");
 }
@@ -230,10 +257,34 @@ int api_client_main(int argc, char **argv)
 			"  status   state, vCPUs and memory\n"
 			"  pause    stop every vCPU (waits until all have stopped)\n"
 			"  resume   continue after pause\n"
-			"  quit     end the VM (exit status 0)\n");
+			"  quit     end the VM (exit status 0; with --state, save first)\n"
+			"  snapshot DIR [--exit]\n"
+			"           pause, save the VM to DIR, then resume (or exit with --exit)\n");
 		return argc < 3 ? 2 : 0;
 	}
 	const char *path = argv[1], *cmd = argv[2];
+	char snapdir[API_MAX_PATH] = "";
+	bool snap_exit = false;
+	if (!strcmp(cmd, "snapshot")) {
+		if (argc < 4 || argc > 5 || (argc == 5 && strcmp(argv[4], "--exit"))) {
+			fprintf(stderr, "usage: pocketvm ctl PATH snapshot DIR [--exit]\n");
+			return 2;
+		}
+		snap_exit = argc == 5;
+		char cwd[API_MAX_PATH / 2];
+		if (argv[3][0] != '/' && !getcwd(cwd, sizeof(cwd))) {
+			fprintf(stderr, "pocketvm ctl: cannot resolve %s\n", argv[3]);
+			return 2;
+		}
+		if (snprintf(snapdir, sizeof(snapdir), "%s%s%s", argv[3][0] == '/' ? "" : cwd,
+			     argv[3][0] == '/' ? "" : "/", argv[3]) >= (int)sizeof(snapdir)) {
+			fprintf(stderr, "pocketvm ctl: snapshot path too long\n");
+			return 2;
+		}
+	} else if (argc > 3) {
+		fprintf(stderr, "pocketvm ctl: %s takes no arguments\n", cmd);
+		return 2;
+	}
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "pocketvm ctl: socket path too long\n");
@@ -245,9 +296,15 @@ int api_client_main(int argc, char **argv)
 		fprintf(stderr, "pocketvm ctl: cannot connect to %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	char req[256] = "{\"cmd\":\"";
-	json_escape(req, sizeof(req) - 4, cmd);
-	strcat(req, "\"}\n");
+	char req[2 * API_MAX_PATH + 128] = "{\"cmd\":\"";
+	json_escape(req, 256, cmd);
+	if (snapdir[0]) {
+		strcat(req, "\",\"path\":\"");
+		json_escape(req, sizeof(req) - 32, snapdir);
+		strcat(req, snap_exit ? "\",\"exit\":true}\n" : "\"}\n");
+	} else {
+		strcat(req, "\"}\n");
+	}
 	api_reply(fd, req);
 	char buf[API_MAX_LINE + 1];
 	size_t len = 0;

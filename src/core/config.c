@@ -24,7 +24,9 @@ static void usage_run(FILE *f)
 	fprintf(f,
 		"usage: pocketvm run [--kernel FILE] [--initrd FILE] [--cmdline TEXT]\n"
 		"                    [--mem SIZE] [--cpus N] [--disk FILE[,ro][,serial=ID]]...\n"
-		"                    [--api PATH] [--no-rng] [--verbose]\n\n"
+		"                    [--api PATH] [--no-rng] [--verbose]\n"
+		"       pocketvm run --restore DIR [--disk FILE]... [--api PATH]\n"
+		"       pocketvm run ... --state DIR\n\n"
 		"Boot a guest. The console is this terminal (raw mode when stdin is a\n"
 		"terminal: C-a x quits, C-a h helps). The VM ends with status 0 when the\n"
 		"guest reboots or on quit, non-zero on a triple fault (2), a KVM internal\n"
@@ -45,6 +47,13 @@ static void usage_run(FILE *f)
 		"                   the file name (20 bytes at most)\n"
 		"  --api PATH       control socket (mode 0600) for `pocketvm ctl`\n"
 		"  --no-rng         no virtio-rng entropy device\n"
+		"  --restore DIR    resume the snapshot in DIR (from `pocketvm ctl PATH snapshot\n"
+		"                   DIR`): memory, vCPUs, devices, disks and command line come\n"
+		"                   from it; --disk may give other paths for its disks, in order\n"
+		"  --state DIR      app lifecycle: restore from DIR when it holds a valid\n"
+		"                   snapshot, else boot; on SIGTERM, SIGINT or `ctl quit` save\n"
+		"                   to DIR and exit; a guest reboot/power-off deletes it\n"
+		"  --force-disks    restore even if a disk changed since the snapshot\n"
 		"  -v, --verbose    more log lines (repeat for debug)\n"
 		"  -q, --quiet      errors only\n"
 		"  -h, --help       this text\n",
@@ -125,6 +134,9 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "api", required_argument, NULL, 'a' },
 		{ "no-rng", no_argument, NULL, 'R' },
+		{ "restore", required_argument, NULL, 'r' },
+		{ "state", required_argument, NULL, 's' },
+		{ "force-disks", no_argument, NULL, 'f' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -145,6 +157,9 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		case 'c': cfg->cmdline = optarg; break;
 		case 'a': cfg->api_path = optarg; break;
 		case 'R': cfg->rng = false; break;
+		case 'r': cfg->restore_dir = optarg; break;
+		case 's': cfg->state_dir = optarg; break;
+		case 'f': cfg->force_disks = true; break;
 		case 'v': log_level++; break;
 		case 'q': log_level = 0; break;
 		case 'h': usage_run(stdout); return CONFIG_HELP;
@@ -188,6 +203,19 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		fprintf(stderr, "pocketvm: unexpected argument '%s' (try pocketvm run --help)\n",
 			argv[optind]);
 		return CONFIG_ERROR;
+	}
+	if (cfg->restore_dir && cfg->state_dir) {
+		fprintf(stderr, "pocketvm: --restore and --state exclude each other\n");
+		return CONFIG_ERROR;
+	}
+	if (cfg->restore_dir) {
+		if (cfg->kernel || cfg->initrd || cfg->cmdline) {
+			fprintf(stderr, "pocketvm: --restore takes the kernel and command line from "
+					"the snapshot; drop --kernel/--initrd/--cmdline\n");
+			return CONFIG_ERROR;
+		}
+		cfg->console_raw = isatty(STDIN_FILENO);
+		return CONFIG_OK;
 	}
 	if (!cfg->kernel) {
 		if (!*POCKETVM_DEFAULT_KERNEL || access(POCKETVM_DEFAULT_KERNEL, R_OK) != 0) {

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,6 +53,25 @@ static void runloop_console_input(struct vm *vm, struct console *con)
 	runloop_feed_uart(vm, con);
 }
 
+/* SIGTERM/SIGINT/SIGHUP: with --state save and exit (the app is closing), else quit. */
+static void runloop_signal(struct vm *vm, int sig_fd)
+{
+	struct signalfd_siginfo si;
+	char err[512];
+
+	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	pr_info("signal %u: stopping", si.ssi_signo);
+	if (!vm->cfg.state_dir) {
+		vm_request_exit(vm, VM_EXIT_QUIT);
+		return;
+	}
+	if (vm_snapshot(vm, vm->cfg.state_dir, true, err, sizeof(err))) {
+		pr_err("cannot save to %s: %s; stopping without a snapshot", vm->cfg.state_dir, err);
+		vm_request_exit(vm, VM_EXIT_FAILURE);
+	}
+}
+
 int vm_run(struct vm *vm)
 {
 	struct api_server api = { .listen_fd = -1 };
@@ -65,6 +86,15 @@ int vm_run(struct vm *vm)
 	console_open(&con, STDIN_FILENO, vm->cfg.console_raw);
 	if (con.raw)
 		fprintf(stderr, "pocketvm: console: C-a x to quit, C-a h for help\r\n");
+
+	/* SIGTERM/SIGINT arrive as events here; vCPU and device threads inherit the mask. */
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
+	sigaddset(&term, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &term, NULL);
+	int sig_fd = signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	vcpu_signal_init();
 	pthread_mutex_lock(&vm->lock);
@@ -83,7 +113,7 @@ int vm_run(struct vm *vm)
 	}
 
 	for (;;) {
-		struct pollfd pfd[2 + 1 + API_MAX_CLIENTS];
+		struct pollfd pfd[3 + 1 + API_MAX_CLIENTS];
 		int n = 0;
 
 		pthread_mutex_lock(&vm->lock);
@@ -92,6 +122,8 @@ int vm_run(struct vm *vm)
 		if (stop)
 			break;
 		pfd[n++] = (struct pollfd){ .fd = vm->wake_fd, .events = POLLIN };
+		int sig_idx = n;
+		pfd[n++] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
 		/* Read more input only when the previous batch is in the UART. */
 		bool want_input = !con.eof && con.pend_len == 0;
 		int con_idx = -1;
@@ -116,6 +148,8 @@ int vm_run(struct vm *vm)
 				pr_debug("main loop: wake read: %s", strerror(errno));
 			runloop_feed_uart(vm, &con);
 		}
+		if (pfd[sig_idx].revents)
+			runloop_signal(vm, sig_fd);
 		if (con_idx >= 0 && pfd[con_idx].revents)
 			runloop_console_input(vm, &con);
 		if (n > api_first)
@@ -128,5 +162,7 @@ int vm_run(struct vm *vm)
 			pthread_join(vm->vcpu[i].thread, NULL);
 	console_close(&con);
 	api_server_close(&api);
+	if (sig_fd >= 0)
+		close(sig_fd);
 	return vm_exit_status(vm->exit);
 }

@@ -21,6 +21,7 @@
 #include "devices/i8042.h"
 #include "devices/uart.h"
 #include "pci/pci.h"
+#include "snapshot/snapshot.h"
 #include "virtio/blk.h"
 #include "virtio/rng.h"
 #include "virtio/virtio.h"
@@ -148,7 +149,7 @@ static int vm_create_devices(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg)
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct snap_image *img)
 {
 	int r;
 	char err[512] = "";
@@ -193,11 +194,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (r)
 		return r;
 
-	uint64_t entry;
-	r = boot_setup(vm, &entry, err, sizeof(err));
-	if (r) {
-		pr_err("%s", err);
-		return r;
+	uint64_t entry = 0;
+	if (!img) {
+		r = boot_setup(vm, &entry, err, sizeof(err));
+		if (r) {
+			pr_err("%s", err);
+			return r;
+		}
 	}
 	for (int i = 0; i < cfg->cpus; i++) {
 		r = vcpu_create(vm, i);
@@ -206,13 +209,42 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 			return r;
 		}
 		vm->nr_vcpus++;
-		r = boot_vcpu_init(vm, &vm->vcpu[i], entry);
+		r = img ? boot_vcpu_cpuid(vm, &vm->vcpu[i]) : boot_vcpu_init(vm, &vm->vcpu[i], entry);
 		if (r) {
 			pr_err("vcpu%d: setup failed: %s", i, strerror(-r));
 			return r;
 		}
 	}
+	if (img) {
+		r = snapshot_restore(vm, img, err, sizeof(err));
+		if (r) {
+			pr_err("restore: %s", err);
+			return r;
+		}
+		/* Serve chains the driver queued before the snapshot. */
+		for (int i = 0; i < vm->nr_vdev; i++)
+			virtio_kick_all(vm->vdev[i]);
+	}
 	return 0;
+}
+
+int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&vm->lock);
+	bool was_paused = vm->pause_req;
+	pthread_mutex_unlock(&vm->lock);
+	vm_pause(vm);
+	/* Quiesce: a device thread finishes its batch, then waits on its lock. */
+	for (int i = 0; i < vm->nr_vdev; i++)
+		pthread_mutex_lock(&vm->vdev[i]->lock);
+	int r = snapshot_save(vm, dir, err, errlen);
+	for (int i = vm->nr_vdev - 1; i >= 0; i--)
+		pthread_mutex_unlock(&vm->vdev[i]->lock);
+	if (!r && then_exit)
+		vm_request_exit(vm, VM_EXIT_SNAPSHOT);
+	if (!was_paused)
+		vm_resume(vm);
+	return r;
 }
 
 void vm_request_exit(struct vm *vm, enum vm_exit why)
@@ -264,6 +296,7 @@ int vm_exit_status(enum vm_exit why)
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_QUIT:
+	case VM_EXIT_SNAPSHOT:
 		return 0;
 	case VM_EXIT_SHUTDOWN_FAULT:
 		return 2;
@@ -280,6 +313,7 @@ const char *vm_exit_name(enum vm_exit why)
 		[VM_EXIT_NONE] = "running",
 		[VM_EXIT_RESET] = "guest reset",
 		[VM_EXIT_QUIT] = "quit",
+		[VM_EXIT_SNAPSHOT] = "saved to a snapshot",
 		[VM_EXIT_SHUTDOWN_FAULT] = "triple fault",
 		[VM_EXIT_INTERNAL_ERROR] = "KVM internal error",
 		[VM_EXIT_FAILURE] = "internal failure",

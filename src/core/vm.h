@@ -35,12 +35,16 @@ struct vm_config {
 	const char *api_path;
 	bool rng;
 	bool console_raw; /* raw terminal + escape sequence (stdin is a tty) */
+	const char *restore_dir; /* --restore: the machine comes from this snapshot */
+	const char *state_dir;	 /* --state: restore if valid, save on the way out */
+	bool force_disks;	 /* restore even if a disk changed since the snapshot */
 };
 
 enum vm_exit {
 	VM_EXIT_NONE = 0,
 	VM_EXIT_RESET,	       /* guest reboot: status 0 */
 	VM_EXIT_QUIT,	       /* ctl quit or console escape: status 0 */
+	VM_EXIT_SNAPSHOT,      /* saved with `snapshot --exit` or --state: status 0 */
 	VM_EXIT_SHUTDOWN_FAULT, /* triple fault */
 	VM_EXIT_INTERNAL_ERROR, /* KVM emulation failure or internal error */
 	VM_EXIT_FAILURE,       /* a pocketvm failure */
@@ -56,6 +60,7 @@ struct vcpu {
 };
 
 struct pci_bus;
+struct snap_image;
 struct virtio_dev;
 struct uart;
 
@@ -86,8 +91,18 @@ struct vm {
 	int wake_fd;	     /* eventfd: wakes the main loop on exit */
 };
 
-/* Create the VM from @cfg: KVM, memory, irqchip, devices, boot state. */
-int vm_create(struct vm *vm, const struct vm_config *cfg);
+/*
+ * Create the VM from @cfg: KVM, memory, irqchip, devices, and either the
+ * boot state or, with @img (from snapshot_open), the snapshot's state.
+ */
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct snap_image *img);
+
+/*
+ * vm_snapshot - pause (handshake), quiesce devices, save to @dir, then
+ * resume unless @then_exit (then the VM stops with VM_EXIT_QUIT).
+ * Returns 0 or a negative errno with @err; the guest keeps running on error.
+ */
+int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_t errlen);
 
 /* Start the vCPU threads, run the main loop until the VM stops, join. */
 int vm_run(struct vm *vm);

@@ -299,3 +299,46 @@ void uart_destroy(struct uart *u)
 {
 	uart_free(u);
 }
+
+/* --- save/load --- */
+
+void uart_save(struct uart *u, struct enc *e)
+{
+	pthread_mutex_lock(&u->lock);
+	const uint8_t regs[] = { u->ier, u->lcr, u->mcr, u->scr, u->dll, u->dlm, u->fcr,
+				 u->thri_pending };
+	enc_bytes(e, regs, sizeof(regs));
+	enc_u8(e, (uint8_t)u->rx_count);
+	for (unsigned i = 0; i < u->rx_count; i++)
+		enc_u8(e, u->rx[(u->rx_head + i) % UART_FIFO]);
+	pthread_mutex_unlock(&u->lock);
+}
+
+int uart_load(struct uart *u, struct dec *d)
+{
+	uint8_t regs[8], rx[UART_FIFO];
+
+	dec_bytes(d, regs, sizeof(regs));
+	unsigned n = dec_u8(d);
+	if (n > UART_FIFO)
+		return -EINVAL;
+	dec_bytes(d, rx, n);
+	if (d->err)
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	u->ier = regs[0] & 0x0f;
+	u->lcr = regs[1];
+	u->mcr = regs[2] & 0x1f;
+	u->scr = regs[3];
+	u->dll = regs[4];
+	u->dlm = regs[5];
+	u->fcr = regs[6] & 0xc9;
+	u->thri_pending = regs[7] != 0;
+	memcpy(u->rx, rx, n);
+	u->rx_head = 0;
+	u->rx_count = n;
+	u->irq_level = -1; /* force the line to be driven to its current level */
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/vm.h"
+#include "snapshot/codec.h"
 
 #define UART_COM1_BASE 0x3f8
 #define UART_COM1_IRQ 4
@@ -42,5 +43,9 @@ struct uart *uart_new(const struct uart_ops *ops, void *opaque);
 void uart_free(struct uart *u);
 uint8_t uart_reg_read(struct uart *u, unsigned reg);
 void uart_reg_write(struct uart *u, unsigned reg, uint8_t val);
+
+/* Snapshot: registers and the receive FIFO. load validates, then installs. */
+void uart_save(struct uart *u, struct enc *e);
+int uart_load(struct uart *u, struct dec *d);
 
 #endif

@@ -290,7 +290,31 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memcpy(data, cfg + off, size); /* the transport bounds off + size */
 }
 
-/* --- save/load: completed by the snapshot work; none yet means refuse. --- */
+/* --- save/load --- */
+
+/*
+ * Requests are served to completion under the device lock, so a quiesced
+ * device has none in flight: chains the driver made available but we did
+ * not pop stay in the ring (last_avail is saved by the transport) and are
+ * served after restore. The disk's identity is in the MACHINE section.
+ */
+static int blk_save(struct virtio_dev *d, struct enc *e)
+{
+	struct blk *b = d->priv;
+	enc_u64(e, b->capacity);
+	enc_u8(e, b->readonly);
+	return e->err ? -ENOMEM : 0;
+}
+
+static int blk_load(struct virtio_dev *d, struct dec *dd)
+{
+	struct blk *b = d->priv;
+	uint64_t cap = dec_u64(dd);
+	bool ro = dec_u8(dd) != 0;
+	if (dd->err || cap != b->capacity || ro != b->readonly)
+		return -EINVAL;
+	return 0;
+}
 
 static void blk_destroy(struct virtio_dev *d)
 {
@@ -311,6 +335,8 @@ static const struct virtio_dev_ops blk_ops = {
 	.config_read = blk_config_read,
 	.config_size = BLK_CONFIG_SIZE,
 	.queue_notify = blk_queue_notify,
+	.save = blk_save,
+	.load = blk_load,
 	.destroy = blk_destroy,
 };
 
@@ -352,7 +378,8 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg)
 			cfg->path);
 	const char *base = strrchr(cfg->path, '/');
 	base = base ? base + 1 : cfg->path;
-	strncpy(b->serial, cfg->serial ? cfg->serial : base, sizeof(b->serial));
+	memcpy(b->serial, cfg->serial ? cfg->serial : base,
+	       strnlen(cfg->serial ? cfg->serial : base, sizeof(b->serial)));
 
 	uint64_t features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
 			    1ULL << VIRTIO_BLK_F_FLUSH;

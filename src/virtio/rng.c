@@ -66,6 +66,11 @@ static void rng_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 
 /* --- save/load: stateless apart from the queue, which the transport saves. --- */
 
+static int rng_save(struct virtio_dev *d, struct enc *e)
+{
+	return 0;
+}
+
 static void rng_destroy(struct virtio_dev *d)
 {
 	free(d->priv);
@@ -82,6 +87,7 @@ static const struct virtio_dev_ops rng_ops = {
 	.config_read = rng_config_read,
 	.config_size = 0,
 	.queue_notify = rng_queue_notify,
+	.save = rng_save,
 	.destroy = rng_destroy,
 };
 

@@ -16,6 +16,7 @@
 
 #include "core/vm.h"
 #include "pci/pci.h"
+#include "snapshot/codec.h"
 #include "virtio/virtqueue.h"
 
 #define VIRTIO_MAX_QUEUES 8
@@ -51,9 +52,13 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *d, int q);
 	/* Device reset by the driver (dev->lock held). */
 	void (*reset)(struct virtio_dev *d);
-	/* Snapshot hooks: NULL means the device cannot be saved. */
-	int (*save)(struct virtio_dev *d, void *ctx);
-	int (*load)(struct virtio_dev *d, void *ctx);
+	/*
+	 * Snapshot hooks for device-specific state (the transport saves the
+	 * rest). save NULL means the device cannot be saved and snapshot
+	 * refuses. load must validate everything it reads.
+	 */
+	int (*save)(struct virtio_dev *d, struct enc *e);
+	int (*load)(struct virtio_dev *d, struct dec *dd);
 	/* Free the private state. */
 	void (*destroy)(struct virtio_dev *d);
 };
@@ -127,6 +132,22 @@ void virtio_config_changed(struct virtio_dev *d);
  * DEVICE_NEEDS_RESET, stop serving the queues, tell the driver.
  */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
+
+/*
+ * virtio_save - encode transport state (status, features, queues with their
+ * indices, MSI-X table, PCI config space) and the device's own state.
+ * Called with the device quiesced. -ENOTSUP if the device cannot be saved.
+ */
+int virtio_save(struct virtio_dev *d, struct enc *e);
+
+/*
+ * virtio_load - decode and validate, then install, into a device created
+ * with the same configuration; re-arms MSI routes, BARs and queues.
+ */
+int virtio_load(struct virtio_dev *d, struct dec *dd);
+
+/* Run every enabled queue's handler once (after restore: pending chains). */
+void virtio_kick_all(struct virtio_dev *d);
 
 /* Was feature bit @bit negotiated? */
 static inline bool virtio_has_feature(const struct virtio_dev *d, unsigned bit)

@@ -590,3 +590,142 @@ void virtio_dev_destroy(struct virtio_dev *d)
 	if (d->ops->destroy)
 		d->ops->destroy(d);
 }
+
+/* --- save/load --- */
+
+#define VIRTIO_SAVE_VERSION 1
+
+int virtio_save(struct virtio_dev *d, struct enc *e)
+{
+	if (!d->ops->save)
+		return -ENOTSUP;
+	enc_u16(e, d->ops->device_id);
+	enc_u16(e, (uint16_t)d->ops->num_queues);
+	enc_u64(e, d->host_features);
+	enc_u64(e, d->driver_features);
+	enc_u32(e, d->dfselect);
+	enc_u32(e, d->gfselect);
+	enc_u8(e, d->status);
+	enc_u8(e, d->config_generation);
+	enc_u8(e, d->isr);
+	enc_u16(e, d->queue_sel);
+	enc_u16(e, d->msix_config);
+	for (int i = 0; i < d->ops->num_queues; i++) {
+		struct virtio_queue *q = &d->q[i];
+		enc_u16(e, q->vq.size);
+		enc_u8(e, q->enabled);
+		enc_u16(e, q->msix_vector);
+		enc_u64(e, q->vq.desc_gpa);
+		enc_u64(e, q->vq.avail_gpa);
+		enc_u64(e, q->vq.used_gpa);
+		enc_u16(e, q->vq.last_avail);
+		enc_u16(e, q->vq.used_idx);
+		enc_u16(e, q->vq.signalled_used);
+		enc_u8(e, q->vq.signalled_used_valid);
+		enc_u8(e, q->vq.broken);
+	}
+	enc_u16(e, (uint16_t)d->nr_vectors);
+	for (int v = 0; v < d->nr_vectors; v++) {
+		enc_u64(e, d->msix[v].addr);
+		enc_u32(e, d->msix[v].data);
+		enc_u32(e, d->msix[v].ctrl);
+	}
+	enc_u64(e, d->msix_pba);
+	/* PCI configuration space: the architectural 256-byte layout. */
+	enc_bytes(e, d->pci.cfg, PCI_CFG_SIZE);
+	return d->ops->save(d, e);
+}
+
+int virtio_load(struct virtio_dev *d, struct dec *dd)
+{
+	struct virtio_queue q[VIRTIO_MAX_QUEUES];
+	struct msix_entry msix[VIRTIO_MAX_QUEUES + 1];
+	uint8_t cfg[PCI_CFG_SIZE];
+
+	if (dec_u16(dd) != d->ops->device_id || dec_u16(dd) != d->ops->num_queues)
+		return -EINVAL;
+	uint64_t host_features = dec_u64(dd), driver_features = dec_u64(dd);
+	uint32_t dfselect = dec_u32(dd), gfselect = dec_u32(dd);
+	uint8_t status = dec_u8(dd), gen = dec_u8(dd), isr = dec_u8(dd);
+	uint16_t queue_sel = dec_u16(dd), msix_config = dec_u16(dd);
+	if (host_features != d->host_features || (driver_features & ~host_features))
+		return -EINVAL;
+	for (int i = 0; i < d->ops->num_queues; i++) {
+		q[i] = d->q[i];
+		q[i].vq.size = dec_u16(dd);
+		q[i].enabled = dec_u8(dd) != 0;
+		q[i].msix_vector = dec_u16(dd);
+		q[i].vq.desc_gpa = dec_u64(dd);
+		q[i].vq.avail_gpa = dec_u64(dd);
+		q[i].vq.used_gpa = dec_u64(dd);
+		q[i].vq.last_avail = dec_u16(dd);
+		q[i].vq.used_idx = dec_u16(dd);
+		q[i].vq.signalled_used = dec_u16(dd);
+		q[i].vq.signalled_used_valid = dec_u8(dd) != 0;
+		q[i].vq.broken = dec_u8(dd) != 0;
+		q[i].vq.event_idx = (driver_features >> VIRTIO_F_EVENT_IDX) & 1;
+		q[i].vq.indirect = (driver_features >> VIRTIO_F_INDIRECT_DESC) & 1;
+		if (q[i].vq.size > d->ops->queue_size ||
+		    (q[i].msix_vector >= d->nr_vectors && q[i].msix_vector != VIRTIO_NO_VECTOR))
+			return -EINVAL;
+	}
+	if (dec_u16(dd) != d->nr_vectors)
+		return -EINVAL;
+	for (int v = 0; v < d->nr_vectors; v++) {
+		msix[v].addr = dec_u64(dd);
+		msix[v].data = dec_u32(dd);
+		msix[v].ctrl = dec_u32(dd) & 1;
+	}
+	uint64_t pba = dec_u64(dd);
+	dec_bytes(dd, cfg, sizeof(cfg));
+	if (dd->err)
+		return -EINVAL;
+	/* Identity fields of the config space must match this device. */
+	if (memcmp(cfg, d->pci.cfg, 4) != 0)
+		return -EINVAL;
+	if (msix_config >= d->nr_vectors && msix_config != VIRTIO_NO_VECTOR)
+		return -EINVAL;
+
+	/* Install. */
+	pthread_mutex_lock(&d->lock);
+	d->driver_features = driver_features;
+	d->dfselect = dfselect;
+	d->gfselect = gfselect;
+	d->status = status;
+	d->config_generation = gen;
+	d->isr = isr;
+	d->queue_sel = queue_sel;
+	d->msix_config = msix_config;
+	int r = 0;
+	for (int i = 0; i < d->ops->num_queues && !r; i++) {
+		d->q[i] = q[i];
+		d->q[i].vq.ready = false;
+		if (d->q[i].enabled && virtq_activate(&d->q[i].vq, &d->vm->mem))
+			r = -EINVAL; /* ring outside RAM: the snapshot is inconsistent */
+	}
+	for (int v = 0; v < d->nr_vectors && !r; v++) {
+		d->msix[v] = msix[v];
+		if (msix[v].addr)
+			r = irq_msi_set(&d->vm->irq, (uint32_t)d->msix_gsi[v], msix[v].addr,
+					msix[v].data);
+	}
+	d->msix_pba = pba;
+	pthread_mutex_unlock(&d->lock);
+	if (r)
+		return r;
+	/* Config space through the normal write path so BARs decode again. */
+	memcpy(d->pci.cfg, cfg, sizeof(cfg));
+	uint16_t cmd = (uint16_t)(cfg[PCI_COMMAND] | cfg[PCI_COMMAND + 1] << 8);
+	d->pci.cfg[PCI_COMMAND] = 0;
+	pci_cfg_write(&d->pci, PCI_COMMAND, 2, cmd);
+	return d->ops->load ? d->ops->load(d, dd) : 0;
+}
+
+void virtio_kick_all(struct virtio_dev *d)
+{
+	uint64_t one = 1;
+
+	for (int i = 0; i < d->ops->num_queues; i++)
+		if (d->q[i].enabled && write(d->q[i].kick_fd, &one, sizeof(one)) < 0)
+			pr_warn("%s: kick: %s", d->ops->name, strerror(errno));
+}

@@ -277,7 +277,7 @@ static void boot_cpuid_for_vcpu(struct kvm_cpuid2 *c, int id, int ncpus)
 	}
 }
 
-int boot_vcpu_init(struct vm *vm, struct vcpu *v, uint64_t entry)
+int boot_vcpu_cpuid(struct vm *vm, struct vcpu *v)
 {
 	size_t sz = sizeof(struct kvm_cpuid2) + vm->cpuid->nent * sizeof(struct kvm_cpuid_entry2);
 	struct kvm_cpuid2 *c = malloc(sz);
@@ -288,10 +288,16 @@ int boot_vcpu_init(struct vm *vm, struct vcpu *v, uint64_t entry)
 	boot_cpuid_for_vcpu(c, v->id, vm->cfg.cpus);
 	int r = ioctl(v->fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
 	free(c);
-	if (r) {
+	if (r)
 		pr_err("boot: vcpu%d: KVM_SET_CPUID2: %s", v->id, strerror(-r));
+	return r;
+}
+
+int boot_vcpu_init(struct vm *vm, struct vcpu *v, uint64_t entry)
+{
+	int r = boot_vcpu_cpuid(vm, v);
+	if (r)
 		return r;
-	}
 	if (v->id != 0)
 		return 0; /* APs wait for INIT/SIPI in the in-kernel LAPIC */
 

@@ -62,7 +62,10 @@ size_t boot_mptable_build(uint8_t *buf, size_t max, uint64_t gpa, int ncpus);
  */
 int boot_setup(struct vm *vm, uint64_t *entry, char *err, size_t errlen);
 
-/* boot_vcpu_init - CPUID for every vCPU; long-mode registers for the BSP. */
+/* boot_vcpu_cpuid - this vCPU's CPUID (APIC ID, topology) from the cached table. */
+int boot_vcpu_cpuid(struct vm *vm, struct vcpu *v);
+
+/* boot_vcpu_init - CPUID, and long-mode registers at @entry for the BSP. */
 int boot_vcpu_init(struct vm *vm, struct vcpu *v, uint64_t entry);
 
 #endif
