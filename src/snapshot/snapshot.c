@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -802,6 +803,13 @@ int snapshot_restore(struct vm *vm, struct snap_image *img, char *err, size_t er
 	r = load_memory(vm, img->dir, err, errlen);
 	if (r)
 		return r;
+	/* Time passed while the VM was saved: the guest's clocks move on too. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (now > img->vm_state.realtime_ns && img->host.tsc_khz)
+		x86_advance_time(&img->vm_state, img->vcpu, vm->nr_vcpus,
+				 now - img->vm_state.realtime_ns, img->host.tsc_khz);
 	r = x86_vm_set(vm, &img->vm_state);
 	if (r) {
 		snprintf(err, errlen, "installing irqchip/PIT/clock state: %s", strerror(-r));

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "core/log.h"
 
@@ -112,7 +113,25 @@ int x86_vm_get(struct vm *vm, struct x86_vm_state *st)
 	    ioctl(vm->vm_fd, KVM_GET_PIT2, &st->pit) < 0 ||
 	    ioctl(vm->vm_fd, KVM_GET_CLOCK, &st->clock) < 0)
 		return -errno;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	st->realtime_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	return 0;
+}
+
+#define MSR_IA32_TSC 0x10
+
+void x86_advance_time(struct x86_vm_state *vm, struct x86_vcpu_state *vcpus, int n,
+		      uint64_t elapsed_ns, uint32_t tsc_khz)
+{
+	/* ticks = ns * kHz / 1e6, without overflow for any realistic gap */
+	uint64_t ticks = (uint64_t)((unsigned __int128)elapsed_ns * tsc_khz / 1000000u);
+
+	vm->clock.clock += elapsed_ns;
+	for (int i = 0; i < n; i++)
+		for (uint32_t k = 0; k < vcpus[i].nr_msrs; k++)
+			if (vcpus[i].msrs[k].index == MSR_IA32_TSC)
+				vcpus[i].msrs[k].data += ticks;
 }
 
 int x86_vm_set(struct vm *vm, const struct x86_vm_state *st)
@@ -341,6 +360,7 @@ void x86_vm_encode(struct enc *e, const struct x86_vm_state *st)
 	}
 	enc_u32(e, st->pit.flags);
 	enc_u64(e, st->clock.clock);
+	enc_u64(e, st->realtime_ns);
 }
 
 int x86_vm_decode(struct dec *d, struct x86_vm_state *st)
@@ -372,6 +392,7 @@ int x86_vm_decode(struct dec *d, struct x86_vm_state *st)
 	}
 	st->pit.flags = dec_u32(d);
 	st->clock.clock = dec_u64(d);
+	st->realtime_ns = dec_u64(d);
 	if (io->base_address != 0xfec00000ULL)
 		return -EINVAL;
 	return d->err ? -EINVAL : 0;

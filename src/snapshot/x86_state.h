@@ -32,6 +32,7 @@ struct x86_vm_state {
 	struct kvm_irqchip pic_master, pic_slave, ioapic;
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
+	uint64_t realtime_ns; /* host CLOCK_REALTIME when saved */
 };
 
 /* Read every piece of vCPU state from KVM (the vCPU must be paused). */
@@ -46,6 +47,13 @@ int x86_vm_get(struct vm *vm, struct x86_vm_state *st);
 int x86_vm_set(struct vm *vm, const struct x86_vm_state *st);
 void x86_vm_encode(struct enc *e, const struct x86_vm_state *st);
 int x86_vm_decode(struct dec *d, struct x86_vm_state *st);
+
+/*
+ * x86_advance_time - the guest was saved @elapsed_ns ago: move its TSC and
+ * kvmclock forward by that much, so its wall clock is right after restore.
+ */
+void x86_advance_time(struct x86_vm_state *vm, struct x86_vcpu_state *vcpus, int n,
+		      uint64_t elapsed_ns, uint32_t tsc_khz);
 
 /* The MSR indices to save: KVM's list, filtered to those that read back. */
 int x86_msr_list(struct vm *vm, struct vcpu *v, uint32_t *idx, uint32_t max);
