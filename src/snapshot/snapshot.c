@@ -95,11 +95,12 @@ static void section_end(struct enc *e, size_t mark)
 		return;
 	size_t payload = mark + 8;
 	uint32_t len = (uint32_t)(e->len - payload);
-	uint32_t crc = crc32c(0, e->buf + payload, len);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 4; i++)
 		e->buf[mark + i] = (uint8_t)(len >> (8 * i));
+	/* The CRC covers id, version, flags and length too, then the payload. */
+	uint32_t crc = crc32c(crc32c(0, e->buf + mark - 8, 12), e->buf + payload, len);
+	for (int i = 0; i < 4; i++)
 		e->buf[mark + 4 + i] = (uint8_t)(crc >> (8 * i));
-	}
 }
 
 /* --- machine configuration (MACHINE section) --- */
@@ -568,7 +569,7 @@ static int parse_image(struct snap_image *img, const struct snap_host *host, cha
 			return -EINVAL;
 		}
 		const uint8_t *p = dec_take(&d, len);
-		if (crc32c(0, p, len) != crc) {
+		if (crc32c(crc32c(0, p - 16, 12), p, len) != crc) {
 			snprintf(err, errlen, "snapshot section %#x is corrupt (checksum)", id);
 			return -EINVAL;
 		}
