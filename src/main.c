@@ -3,8 +3,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <getopt.h>
-#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +80,10 @@ int main(int argc, char **argv)
 		pr_err("nothing to boot: no snapshot and no kernel");
 		return 1;
 	}
+
+	sigset_t stop;
+	vm_stop_signals(&stop);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* before any thread exists */
 
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)

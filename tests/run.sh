@@ -97,6 +97,7 @@ if [ -x tests/integration/guest-tests.sh ]; then
 		"$BUILD/pocketvm" "$BUILD/tests/guest"
 fi
 run_counted "integration:cli" tests/integration/cli.sh "$BUILD/pocketvm"
+run_counted "integration:snapshot" python3 tests/integration/snapshot_test.py "$BUILD/pocketvm"
 
 # 5. The real Linux guest (slow here: one boot)
 if [ "${SKIP_LINUX:-0}" != 1 ]; then

@@ -53,6 +53,14 @@ static void runloop_console_input(struct vm *vm, struct console *con)
 	runloop_feed_uart(vm, con);
 }
 
+void vm_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
 /* SIGTERM/SIGINT/SIGHUP: with --state save and exit (the app is closing), else quit. */
 static void runloop_signal(struct vm *vm, int sig_fd)
 {
@@ -87,13 +95,10 @@ int vm_run(struct vm *vm)
 	if (con.raw)
 		fprintf(stderr, "pocketvm: console: C-a x to quit, C-a h for help\r\n");
 
-	/* SIGTERM/SIGINT arrive as events here; vCPU and device threads inherit the mask. */
+	/* SIGTERM/SIGINT/SIGHUP were blocked in every thread (vm_block_signals);
+	 * they arrive here as events. */
 	sigset_t term;
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	sigaddset(&term, SIGINT);
-	sigaddset(&term, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &term, NULL);
+	vm_stop_signals(&term);
 	int sig_fd = signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	vcpu_signal_init();

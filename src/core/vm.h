@@ -7,6 +7,7 @@
 #define POCKETVM_VM_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <linux/kvm.h>
@@ -103,6 +104,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct snap_image *img
  * Returns 0 or a negative errno with @err; the guest keeps running on error.
  */
 int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_t errlen);
+
+/*
+ * The signals that stop a VM (SIGTERM, SIGINT, SIGHUP). main() blocks them
+ * before creating any thread, so that every thread inherits the mask and
+ * they reach the main loop's signalfd.
+ */
+void vm_stop_signals(sigset_t *set);
 
 /* Start the vCPU threads, run the main loop until the VM stops, join. */
 int vm_run(struct vm *vm);
