@@ -54,6 +54,9 @@ static void usage_run(FILE *f)
 		"                   snapshot, else boot; on SIGTERM, SIGINT or `ctl quit` save\n"
 		"                   to DIR and exit; a guest reboot/power-off deletes it\n"
 		"  --force-disks    restore even if a disk changed since the snapshot\n"
+		"  --restore-mode M how guest memory comes back: eager (read it all before the\n"
+		"                   guest runs; default) or lazy (map the file; pages load\n"
+		"                   when first touched)\n"
 		"  -v, --verbose    more log lines (repeat for debug)\n"
 		"  -q, --quiet      errors only\n"
 		"  -h, --help       this text\n",
@@ -137,6 +140,7 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		{ "restore", required_argument, NULL, 'r' },
 		{ "state", required_argument, NULL, 's' },
 		{ "force-disks", no_argument, NULL, 'f' },
+		{ "restore-mode", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -160,6 +164,17 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		case 'r': cfg->restore_dir = optarg; break;
 		case 's': cfg->state_dir = optarg; break;
 		case 'f': cfg->force_disks = true; break;
+		case 'M':
+			if (!strcmp(optarg, "eager")) {
+				cfg->restore_mode = RESTORE_EAGER;
+			} else if (!strcmp(optarg, "lazy")) {
+				cfg->restore_mode = RESTORE_LAZY;
+			} else {
+				fprintf(stderr, "pocketvm: --restore-mode %s: expected eager or lazy\n",
+					optarg);
+				return CONFIG_ERROR;
+			}
+			break;
 		case 'v': log_level++; break;
 		case 'q': log_level = 0; break;
 		case 'h': usage_run(stdout); return CONFIG_HELP;

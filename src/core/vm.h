@@ -39,6 +39,10 @@ struct vm_config {
 	const char *restore_dir; /* --restore: the machine comes from this snapshot */
 	const char *state_dir;	 /* --state: restore if valid, save on the way out */
 	bool force_disks;	 /* restore even if a disk changed since the snapshot */
+	enum restore_mode {
+		RESTORE_EAGER,	 /* read the memory file's data extents into RAM */
+		RESTORE_LAZY,	 /* map the memory file MAP_PRIVATE: pages load on first touch */
+	} restore_mode;
 };
 
 enum vm_exit {

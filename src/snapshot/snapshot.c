@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -758,6 +759,18 @@ static int load_memory(struct vm *vm, const char *dir, char *err, size_t errlen)
 			 (long long)st.st_size, (unsigned long long)vm->mem.ram_size);
 		close(fd);
 		return -EINVAL;
+	}
+	if (vm->cfg.restore_mode == RESTORE_LAZY) {
+		/* Replace the RAM mapping in place: KVM's slots keep their addresses,
+		 * and each page comes from the file when the guest first touches it. */
+		void *p = mmap(vm->mem.base, vm->mem.ram_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+		close(fd);
+		if (p == MAP_FAILED) {
+			snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
+			return -EIO;
+		}
+		return 0;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	off_t pos = 0, end = st.st_size;
