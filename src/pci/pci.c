@@ -4,27 +4,11 @@
 #include <string.h>
 
 #include "bus/io_bus.h"
+#include "core/le.h"
 #include "core/log.h"
 
 #define PCI_CONF1_ADDR 0xcf8
 #define PCI_CONF1_DATA 0xcfc
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device,
 		  uint32_t class_code, uint8_t revision, uint16_t subsys_vendor,
@@ -74,9 +58,9 @@ uint8_t pci_dev_add_cap(struct pci_dev *d, const uint8_t *cap, uint8_t len)
 
 uint64_t pci_bar_addr(const struct pci_dev *d, int bar)
 {
-	uint64_t a = get32(d->cfg + PCI_BAR0 + 4 * bar) & ~0xfULL;
+	uint64_t a = le32(d->cfg + PCI_BAR0 + 4 * bar) & ~0xfULL;
 	if (d->bar[bar].is64 && bar < PCI_NUM_BARS - 1)
-		a |= (uint64_t)get32(d->cfg + PCI_BAR0 + 4 * (bar + 1)) << 32;
+		a |= (uint64_t)le32(d->cfg + PCI_BAR0 + 4 * (bar + 1)) << 32;
 	return a;
 }
 
@@ -197,7 +181,7 @@ static void pci_conf1_addr(void *opaque, uint64_t off, uint8_t *data, uint32_t s
 	}
 	pthread_mutex_lock(&bus->lock);
 	if (is_write)
-		bus->cf8 = get32(data) & 0x80fffffcu;
+		bus->cf8 = le32(data) & 0x80fffffcu;
 	else
 		put32(data, bus->cf8);
 	pthread_mutex_unlock(&bus->lock);

@@ -1,5 +1,7 @@
 #include "snapshot/codec.h"
 
+#include "core/le.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,26 +42,12 @@ static uint8_t *enc_room(struct enc *e, size_t n)
 	return p;
 }
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 #define ENC(name, type, n)                                                     \
 	void name(struct enc *e, type v)                                       \
 	{                                                                      \
 		uint8_t *p = enc_room(e, n);                                   \
 		if (p)                                                         \
-			put_le(p, v, n);                                       \
+			le_put(p, n, v);                                       \
 	}
 ENC(enc_u8, uint8_t, 1)
 ENC(enc_u16, uint16_t, 2)
@@ -96,7 +84,7 @@ const uint8_t *dec_take(struct dec *d, size_t n)
 	type name(struct dec *d)                                               \
 	{                                                                      \
 		const uint8_t *p = dec_take(d, n);                             \
-		return p ? (type)get_le(p, n) : 0;                             \
+		return p ? (type)le_get(p, n) : 0;                             \
 	}
 DEC(dec_u8, uint8_t, 1)
 DEC(dec_u16, uint16_t, 2)
@@ -137,7 +125,7 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 	crc = ~crc;
 	/* slicing-by-8 */
 	while (len >= 8) {
-		uint64_t w = get_le(p, 8) ^ crc;
+		uint64_t w = le64(p) ^ crc;
 		crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
 		      crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
 		      crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^

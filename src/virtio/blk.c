@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/le.h"
 #include "core/log.h"
 #include "virtio/virtio.h"
 
@@ -93,11 +94,8 @@ int blk_parse(const struct virtq_chain *c, uint64_t capacity, bool readonly, str
 
 	if (virtq_chain_read(c, 0, hdr, sizeof(hdr)) != sizeof(hdr))
 		return VIRTIO_BLK_S_IOERR;
-	req->type = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-		    (uint32_t)hdr[3] << 24;
-	req->sector = 0;
-	for (int i = 0; i < 8; i++)
-		req->sector |= (uint64_t)hdr[8 + i] << (8 * i);
+	req->type = le32(hdr);
+	req->sector = le64(hdr + 8);
 
 	switch (req->type) {
 	case VIRTIO_BLK_T_IN:
@@ -134,13 +132,9 @@ int blk_parse(const struct virtq_chain *c, uint64_t capacity, bool readonly, str
 		if (c->out_len != sizeof(hdr) + sizeof(seg) ||
 		    virtq_chain_read(c, sizeof(hdr), seg, sizeof(seg)) != sizeof(seg))
 			return VIRTIO_BLK_S_UNSUPP;
-		req->seg_sector = 0;
-		for (int i = 0; i < 8; i++)
-			req->seg_sector |= (uint64_t)seg[i] << (8 * i);
-		req->seg_sectors = (uint32_t)seg[8] | (uint32_t)seg[9] << 8 |
-				   (uint32_t)seg[10] << 16 | (uint32_t)seg[11] << 24;
-		req->seg_flags = (uint32_t)seg[12] | (uint32_t)seg[13] << 8 |
-				 (uint32_t)seg[14] << 16 | (uint32_t)seg[15] << 24;
+		req->seg_sector = le64(seg);
+		req->seg_sectors = le32(seg + 8);
+		req->seg_flags = le32(seg + 12);
 		if (req->seg_sectors > BLK_MAX_DISCARD_SECTORS ||
 		    (req->type == VIRTIO_BLK_T_DISCARD && (req->seg_flags & ~0u)) ||
 		    (req->type == VIRTIO_BLK_T_WRITE_ZEROES && (req->seg_flags & ~1u)))
@@ -270,23 +264,17 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 {
 	struct blk *b = d->priv;
 	uint8_t cfg[BLK_CONFIG_SIZE] = { 0 };
-	uint32_t v;
 
-	for (int i = 0; i < 8; i++)
-		cfg[i] = (uint8_t)(b->capacity >> (8 * i));
-	v = BLK_QUEUE_SIZE - 2; /* seg_max */
-	memcpy(cfg + 12, &v, 4);
-	v = BLK_SECTOR; /* blk_size */
-	memcpy(cfg + 20, &v, 4);
-	cfg[34] = 1; /* num_queues */
-	v = BLK_MAX_DISCARD_SECTORS;
-	memcpy(cfg + 36, &v, 4); /* max_discard_sectors */
-	memcpy(cfg + 48, &v, 4); /* max_write_zeroes_sectors */
-	v = 1;
-	memcpy(cfg + 40, &v, 4); /* max_discard_seg */
-	memcpy(cfg + 52, &v, 4); /* max_write_zeroes_seg */
-	memcpy(cfg + 44, &v, 4); /* discard_sector_alignment */
-	cfg[56] = 1;		 /* write_zeroes_may_unmap */
+	put64(cfg + 0, b->capacity);
+	put32(cfg + 12, BLK_QUEUE_SIZE - 2);	    /* seg_max */
+	put32(cfg + 20, BLK_SECTOR);		    /* blk_size */
+	put16(cfg + 34, 1);			    /* num_queues */
+	put32(cfg + 36, BLK_MAX_DISCARD_SECTORS); /* max_discard_sectors */
+	put32(cfg + 40, 1);			    /* max_discard_seg */
+	put32(cfg + 44, 1);			    /* discard_sector_alignment */
+	put32(cfg + 48, BLK_MAX_DISCARD_SECTORS); /* max_write_zeroes_sectors */
+	put32(cfg + 52, 1);			    /* max_write_zeroes_seg */
+	cfg[56] = 1;				    /* write_zeroes_may_unmap */
 	memcpy(data, cfg + off, size); /* the transport bounds off + size */
 }
 

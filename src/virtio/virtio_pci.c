@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bus/irq.h"
+#include "core/le.h"
 #include "core/log.h"
 
 /* BAR 0 layout */
@@ -57,20 +58,6 @@
 
 #define MSIX_CTRL_ENABLE 0x8000
 #define MSIX_CTRL_FMASK 0x4000
-
-static uint64_t le_get(const uint8_t *p, uint32_t size)
-{
-	uint64_t v = 0;
-	for (uint32_t i = 0; i < size; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static void le_put(uint8_t *p, uint32_t size, uint64_t v)
-{
-	for (uint32_t i = 0; i < size; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* --- MSI-X --- */
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "core/le.h"
 #include "core/log.h"
 
 /* boot_params offsets */
@@ -35,24 +36,6 @@
 
 #define LOADED_HIGH 0x01
 #define CAN_USE_HEAP 0x80
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int boot_e820_build(const struct guest_mem *gm, struct e820_entry *e, int max)
 {
