@@ -150,30 +150,56 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
 	return 0;
 }
 
-/* Write RAM at its memfd offsets; zero pages stay holes. */
+/* Write non-zero pages of memfd range [start, end) at the same file offsets. */
+static int save_range(struct vm *vm, int fd, uint64_t start, uint64_t end, uint64_t *stored)
+{
+	const uint8_t *base = vm->mem.base;
+	uint64_t pg = start / SNAP_PAGE, last = end / SNAP_PAGE;
+
+	while (pg < last) {
+		while (pg < last && page_is_zero(base + pg * SNAP_PAGE))
+			pg++;
+		uint64_t run = pg;
+		while (pg < last && pg - run < SNAP_MAX_RUN / SNAP_PAGE &&
+		       !page_is_zero(base + pg * SNAP_PAGE))
+			pg++;
+		if (pg == run)
+			continue;
+		int e = write_all(fd, base + run * SNAP_PAGE, (pg - run) * SNAP_PAGE,
+				  (off_t)(run * SNAP_PAGE));
+		if (e)
+			return e;
+		*stored += (pg - run) * SNAP_PAGE;
+	}
+	return 0;
+}
+
+/*
+ * Write RAM at its memfd offsets; zero pages stay holes. Only the memfd's
+ * data extents are scanned: reading a never-touched page of a shared memfd
+ * would allocate it.
+ */
 static int save_memory(struct vm *vm, int fd, uint64_t *stored)
 {
+	uint64_t size = vm->mem.ram_size;
+	off_t pos = 0;
+
 	*stored = 0;
-	if (ftruncate(fd, (off_t)vm->mem.ram_size) < 0)
+	if (ftruncate(fd, (off_t)size) < 0)
 		return -errno;
-	for (int r = 0; r < vm->mem.nr_regions; r++) {
-		const struct gm_region *rg = &vm->mem.region[r];
-		uint64_t pg = 0, npages = rg->size / SNAP_PAGE;
-		while (pg < npages) {
-			while (pg < npages && page_is_zero(rg->hva + pg * SNAP_PAGE))
-				pg++;
-			uint64_t start = pg;
-			while (pg < npages && pg - start < SNAP_MAX_RUN / SNAP_PAGE &&
-			       !page_is_zero(rg->hva + pg * SNAP_PAGE))
-				pg++;
-			if (pg == start)
-				continue;
-			int e = write_all(fd, rg->hva + start * SNAP_PAGE, (pg - start) * SNAP_PAGE,
-					  (off_t)(rg->offset + start * SNAP_PAGE));
-			if (e)
-				return e;
-			*stored += (pg - start) * SNAP_PAGE;
-		}
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(vm->mem.fd, pos, SEEK_DATA);
+		if (data < 0)
+			break; /* ENXIO: only holes remain */
+		off_t hole = lseek(vm->mem.fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		int e = save_range(vm, fd, (uint64_t)data & ~(uint64_t)(SNAP_PAGE - 1),
+				   ((uint64_t)hole + SNAP_PAGE - 1) & ~(uint64_t)(SNAP_PAGE - 1),
+				   stored);
+		if (e)
+			return e;
+		pos = hole;
 	}
 	return 0;
 }
