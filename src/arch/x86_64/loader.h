@@ -26,6 +26,9 @@
 #define SETUP_HDR_OFFSET 0x1f1
 #define SETUP_HDR_MAX 0x7f /* bytes we copy: up to 0x270 (end of 2.15 hdr) */
 
+/* Decompression cap, KERNEL_MAX_IMAGE by default; fuzzers lower it. */
+extern size_t loader_max_image;
+
 struct kernel_info {
 	uint64_t entry;		 /* 64-bit entry point, guest physical */
 	uint64_t load_start;	 /* lowest byte loaded */
