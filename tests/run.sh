@@ -47,7 +47,7 @@ run_counted() {
 
 # 1. Unit tests
 for t in "$BUILD"/test_*; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	run_counted "unit:$(basename "$t")" "$t"
 done
 
@@ -59,7 +59,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
 	fi
 	if ninja -C build-asan >"$WORK/asan-build.log" 2>&1; then
 		for t in build-asan/test_*; do
-			[ -x "$t" ] || continue
+			[ -f "$t" ] && [ -x "$t" ] || continue
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 				run_counted "asan:$(basename "$t")" "$t"
 		done
@@ -77,7 +77,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
 	fi
 	if ninja -C build-fuzz >"$WORK/fuzz-build.log" 2>&1; then
 		for f in build-fuzz/fuzz_*; do
-			[ -x "$f" ] || continue
+			[ -f "$f" ] && [ -x "$f" ] || continue
 			n=$(basename "$f"); n=${n#fuzz_}
 			corpus="$WORK/corpus-$n"
 			mkdir -p "$corpus"

@@ -19,6 +19,9 @@
 #define POCKETVM_DEFAULT_CMDLINE "console=ttyS0"
 #endif
 
+static const char default_kernel[] = POCKETVM_DEFAULT_KERNEL;
+static const char default_initrd[] = POCKETVM_DEFAULT_INITRD;
+
 static void usage_run(FILE *f)
 {
 	fprintf(f,
@@ -60,7 +63,7 @@ static void usage_run(FILE *f)
 		"  -v, --verbose    more log lines (repeat for debug)\n"
 		"  -q, --quiet      errors only\n"
 		"  -h, --help       this text\n",
-		POCKETVM_DEFAULT_KERNEL, POCKETVM_DEFAULT_INITRD, VM_MAX_VCPUS, CONFIG_DEFAULT_CPUS,
+		default_kernel, default_initrd, VM_MAX_VCPUS, CONFIG_DEFAULT_CPUS,
 		VM_MAX_DISKS);
 }
 
@@ -233,15 +236,14 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		return CONFIG_OK;
 	}
 	if (!cfg->kernel) {
-		if (!*POCKETVM_DEFAULT_KERNEL || access(POCKETVM_DEFAULT_KERNEL, R_OK) != 0) {
+		if (!default_kernel[0] || access(default_kernel, R_OK) != 0) {
 			fprintf(stderr, "pocketvm: no --kernel given and the default guest is not built "
 					"(run `make guest`)\n");
 			return CONFIG_ERROR;
 		}
-		cfg->kernel = POCKETVM_DEFAULT_KERNEL;
-		if (!cfg->initrd && *POCKETVM_DEFAULT_INITRD &&
-		    access(POCKETVM_DEFAULT_INITRD, R_OK) == 0)
-			cfg->initrd = POCKETVM_DEFAULT_INITRD;
+		cfg->kernel = default_kernel;
+		if (!cfg->initrd && default_initrd[0] && access(default_initrd, R_OK) == 0)
+			cfg->initrd = default_initrd;
 	}
 	if (!cfg->cmdline)
 		cfg->cmdline = POCKETVM_DEFAULT_CMDLINE;

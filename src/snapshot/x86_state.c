@@ -23,15 +23,20 @@ int x86_msr_list(struct vm *vm, struct vcpu *v, uint32_t *idx, uint32_t max)
 		free(l);
 		return e;
 	}
-	struct { struct kvm_msrs h; struct kvm_msr_entry e; } one;
+	struct kvm_msrs *one = calloc(1, sizeof(*one) + sizeof(struct kvm_msr_entry));
+	if (!one) {
+		free(l);
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < l->nmsrs && n < max; i++) {
-		memset(&one, 0, sizeof(one));
-		one.h.nmsrs = 1;
-		one.e.index = l->indices[i];
+		one->nmsrs = 1;
+		one->entries[0].index = l->indices[i];
+		one->entries[0].data = 0;
 		/* Keep only the MSRs this host lets us read. */
-		if (ioctl(v->fd, KVM_GET_MSRS, &one) == 1)
+		if (ioctl(v->fd, KVM_GET_MSRS, one) == 1)
 			idx[n++] = l->indices[i];
 	}
+	free(one);
 	free(l);
 	return (int)n;
 }
@@ -41,10 +46,16 @@ int x86_vcpu_get(struct vm *vm, struct vcpu *v, struct x86_vcpu_state *st)
 	uint32_t idx[X86_MAX_MSRS];
 
 	memset(st, 0, sizeof(*st));
-	if (ioctl(v->fd, KVM_GET_MP_STATE, &st->mp_state) < 0 ||
+	struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+	if (!xs)
+		return -ENOMEM;
+	int xr = ioctl(v->fd, KVM_GET_XSAVE, xs);
+	memcpy(st->xsave, xs->region, sizeof(st->xsave));
+	free(xs);
+	if (xr < 0 ||
+	    ioctl(v->fd, KVM_GET_MP_STATE, &st->mp_state) < 0 ||
 	    ioctl(v->fd, KVM_GET_REGS, &st->regs) < 0 ||
 	    ioctl(v->fd, KVM_GET_SREGS, &st->sregs) < 0 ||
-	    ioctl(v->fd, KVM_GET_XSAVE, &st->xsave) < 0 ||
 	    ioctl(v->fd, KVM_GET_XCRS, &st->xcrs) < 0 ||
 	    ioctl(v->fd, KVM_GET_DEBUGREGS, &st->debugregs) < 0 ||
 	    ioctl(v->fd, KVM_GET_LAPIC, &st->lapic) < 0 ||
@@ -78,9 +89,15 @@ int x86_vcpu_set(struct vcpu *v, const struct x86_vcpu_state *st)
 		    KVM_VCPUEVENT_VALID_SHADOW;
 	if (ioctl(v->fd, KVM_SET_SREGS, &st->sregs) < 0)
 		return -errno;
-	if (ioctl(v->fd, KVM_SET_MP_STATE, &st->mp_state) < 0 ||
+	struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+	if (!xs)
+		return -ENOMEM;
+	memcpy(xs->region, st->xsave, sizeof(st->xsave));
+	int xr = ioctl(v->fd, KVM_SET_XSAVE, xs);
+	free(xs);
+	if (xr < 0 ||
+	    ioctl(v->fd, KVM_SET_MP_STATE, &st->mp_state) < 0 ||
 	    ioctl(v->fd, KVM_SET_REGS, &st->regs) < 0 ||
-	    ioctl(v->fd, KVM_SET_XSAVE, &st->xsave) < 0 ||
 	    ioctl(v->fd, KVM_SET_XCRS, &st->xcrs) < 0 ||
 	    ioctl(v->fd, KVM_SET_DEBUGREGS, &st->debugregs) < 0)
 		return -errno;
@@ -214,7 +231,7 @@ void x86_vcpu_encode(struct enc *e, const struct x86_vcpu_state *st)
 	/* XSAVE area: the architectural XSAVE layout (Intel SDM vol. 1, 13.4). */
 	enc_u32(e, X86_XSAVE_SIZE);
 	for (int i = 0; i < X86_XSAVE_SIZE / 4; i++)
-		enc_u32(e, st->xsave.region[i]);
+		enc_u32(e, st->xsave[i]);
 	enc_u32(e, st->xcrs.nr_xcrs);
 	for (uint32_t i = 0; i < st->xcrs.nr_xcrs && i < KVM_MAX_XCRS; i++) {
 		enc_u32(e, st->xcrs.xcrs[i].xcr);
@@ -277,7 +294,7 @@ int x86_vcpu_decode(struct dec *d, struct x86_vcpu_state *st)
 	if (dec_u32(d) != X86_XSAVE_SIZE)
 		return -EINVAL;
 	for (int i = 0; i < X86_XSAVE_SIZE / 4; i++)
-		st->xsave.region[i] = dec_u32(d);
+		st->xsave[i] = dec_u32(d);
 	st->xcrs.nr_xcrs = dec_u32(d);
 	if (st->xcrs.nr_xcrs > KVM_MAX_XCRS)
 		return -EINVAL;

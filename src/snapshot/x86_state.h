@@ -18,7 +18,7 @@
 struct x86_vcpu_state {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_xsave xsave;
+	uint32_t xsave[X86_XSAVE_SIZE / 4]; /* the legacy KVM_GET_XSAVE region */
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs debugregs;
 	struct kvm_lapic_state lapic;

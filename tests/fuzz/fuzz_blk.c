@@ -1,4 +1,5 @@
 /* libFuzzer: virtio-blk request parsing over arbitrary chain shapes. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* First bytes choose the chain shape; the rest fills the buffers. */
 	unsigned nbuf = 1 + data[0] % 16, nout = data[1] % (nbuf + 1);
 	uint64_t capacity = (uint64_t)data[2] << (data[3] % 56);
+	bool readonly = data[3] & 0x80;
 	data += 4;
 	size -= 4;
 	memset(&c, 0, sizeof(c));
@@ -35,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.n_out = nout;
 	c.n_in = nbuf - nout;
 	memcpy(mem, data, size < sizeof(mem) ? size : sizeof(mem));
-	int st = blk_parse(&c, capacity, data[0] & 1, &req);
+	int st = blk_parse(&c, capacity, readonly, &req);
 	if (st == VIRTIO_BLK_S_OK && (req.type == VIRTIO_BLK_T_IN || req.type == VIRTIO_BLK_T_OUT)) {
 		/* a request we would execute must lie inside the disk */
 		if (req.sector > capacity || req.len / 512 > capacity - req.sector)

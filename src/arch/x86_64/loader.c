@@ -22,6 +22,7 @@
 
 size_t loader_max_image = KERNEL_MAX_IMAGE;
 
+__attribute__((format(printf, 4, 5)))
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
 	va_list ap;
