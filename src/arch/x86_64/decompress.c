@@ -87,7 +87,7 @@ static int do_gzip(const uint8_t *in, size_t len, struct outbuf *o, char *err, s
 static int do_xz(const uint8_t *in, size_t len, struct outbuf *o, char *err, size_t errlen)
 {
 	lzma_stream s = LZMA_STREAM_INIT;
-	if (lzma_stream_decoder(&s, 256u << 20, LZMA_CONCATENATED) != LZMA_OK)
+	if (lzma_stream_decoder(&s, 256u << 20, 0) != LZMA_OK)
 		return -ENOMEM;
 	s.next_in = in;
 	s.avail_in = len;
