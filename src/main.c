@@ -85,6 +85,14 @@ int main(int argc, char **argv)
 	vm_stop_signals(&stop);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* before any thread exists */
 
+	/* The control socket exists before anything runs or is logged, so a
+	 * client that saw the VM start can always connect. */
+	struct api_server api = { .listen_fd = -1 };
+	if (cfg.api_path && api_server_open(&api, cfg.api_path)) {
+		snapshot_close(img);
+		return 1;
+	}
+
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return 1;
@@ -92,12 +100,14 @@ int main(int argc, char **argv)
 	if (r) {
 		vm_destroy(vm);
 		free(vm);
+		api_server_close(&api);
 		snapshot_close(img);
 		return 1;
 	}
 	if (img)
 		pr_info("restored from %s", from);
-	int status = vm_run(vm);
+	int status = vm_run(vm, &api);
+	api_server_close(&api);
 	/* A guest that reboots or powers off leaves no state: the next launch boots. */
 	if (cfg.state_dir && vm->exit == VM_EXIT_RESET)
 		snapshot_remove(cfg.state_dir);

@@ -80,17 +80,13 @@ static void runloop_signal(struct vm *vm, int sig_fd)
 	}
 }
 
-int vm_run(struct vm *vm)
+int vm_run(struct vm *vm, struct api_server *apisrv)
 {
-	struct api_server api = { .listen_fd = -1 };
+	struct api_server none = { .listen_fd = -1 };
+	struct api_server *api = apisrv ? apisrv : &none;
 	struct console con;
 	int r;
 
-	if (vm->cfg.api_path) {
-		r = api_server_open(&api, vm->cfg.api_path);
-		if (r)
-			return r;
-	}
 	console_open(&con, STDIN_FILENO, vm->cfg.console_raw);
 	if (con.raw)
 		fprintf(stderr, "pocketvm: console: C-a x to quit, C-a h for help\r\n");
@@ -137,7 +133,7 @@ int vm_run(struct vm *vm)
 			pfd[n++] = (struct pollfd){ .fd = con.in_fd, .events = POLLIN };
 		}
 		int api_first = n;
-		n += api_server_pollfds(&api, pfd + n);
+		n += api_server_pollfds(api, pfd + n);
 
 		r = poll(pfd, (nfds_t)n, -1);
 		if (r < 0) {
@@ -158,7 +154,7 @@ int vm_run(struct vm *vm)
 		if (con_idx >= 0 && pfd[con_idx].revents)
 			runloop_console_input(vm, &con);
 		if (n > api_first)
-			api_server_handle(&api, pfd + api_first, n - api_first, vm);
+			api_server_handle(api, pfd + api_first, n - api_first, vm);
 	}
 
 	/* Stop: every vCPU has been kicked by vm_request_exit(); wait for them. */
@@ -166,7 +162,6 @@ int vm_run(struct vm *vm)
 		if (vm->vcpu[i].started)
 			pthread_join(vm->vcpu[i].thread, NULL);
 	console_close(&con);
-	api_server_close(&api);
 	if (sig_fd >= 0)
 		close(sig_fd);
 	return vm_exit_status(vm->exit);

@@ -116,8 +116,12 @@ int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_
  */
 void vm_stop_signals(sigset_t *set);
 
-/* Start the vCPU threads, run the main loop until the VM stops, join. */
-int vm_run(struct vm *vm);
+/*
+ * Start the vCPU threads, run the main loop until the VM stops, join.
+ * @api: the control socket, opened by the caller (may be NULL).
+ */
+struct api_server;
+int vm_run(struct vm *vm, struct api_server *api);
 
 /* Tear down everything vm_create() built. */
 void vm_destroy(struct vm *vm);

@@ -41,7 +41,8 @@ def check(name, fn):
         print(f"ok   snapshot:{name}", flush=True)
     except Exception as e:
         results.append(False)
-        print(f"FAIL snapshot:{name}: {e}", flush=True)
+        import traceback
+        print(f"FAIL snapshot:{name}: {e!r} at line {traceback.extract_tb(e.__traceback__)[-1].lineno}", flush=True)
 
 
 def ctl(sock, *args):
@@ -59,15 +60,17 @@ def roundtrip():
         vm.expect("~", 30)
         out = ctl(sock, "snapshot", snap)          # and keep running
         assert out.returncode == 0 and '"ok":true' in out.stdout, out.stdout + out.stderr
-        assert '"state":"running"' in ctl(sock, "status").stdout
+        st = ctl(sock, "status").stdout
+        assert '"state":"running"' in st, st
         out = ctl(sock, "snapshot", snap, "--exit")  # replaces the first atomically
         assert out.returncode == 0, out.stdout + out.stderr
-        assert vm.wait(30) == 0
+        rc = vm.wait(30)
+        assert rc == 0, f"rc={rc}"
     finally:
         vm.kill()
     st = os.stat(os.path.join(snap, "memory"))
-    assert st.st_size == 64 << 20
-    assert st.st_blocks * 512 < 4 << 20, "zero pages must be holes"
+    assert st.st_size == 64 << 20, st
+    assert st.st_blocks * 512 < 4 << 20, f"zero pages must be holes: {st}"
     assert sorted(os.listdir(W)).count("snapA") == 1
     assert not [f for f in os.listdir(W) if f.startswith("snapA.tmp")]
     sock2 = os.path.join(W, "b.sock")
@@ -78,7 +81,8 @@ def roundtrip():
         assert '"state":"running"' in out.stdout and '"vcpus":2' in out.stdout, out.stdout
         # The guest resumed mid-loop: it must not print its banner again.
         assert ctl(sock2, "quit").returncode == 0
-        assert vm.wait(30) == 0
+        rc = vm.wait(30)
+        assert rc == 0, f"rc={rc}"
         assert b"~" not in vm.buf, vm.buf
     finally:
         vm.kill()
@@ -160,10 +164,12 @@ def disk_identity():
     vm = VM([PVM, "run", "--kernel", loop, "--mem", "64M", "--disk", disk, "--api", sock])
     try:
         vm.expect("~", 30)
-        assert ctl(sock, "snapshot", snap, "--exit").returncode == 0
+        out = ctl(sock, "snapshot", snap, "--exit")
+        assert out.returncode == 0, out.stdout + out.stderr
         vm.wait(30)
     finally:
         vm.kill()
+    assert os.path.exists(os.path.join(snap, "state")), "no snapshot saved"
     with open(disk, "r+b") as f:      # the disk changes behind the snapshot's back
         f.write(b"changed")
     p = subprocess.run([PVM, "run", "--restore", snap], capture_output=True, text=True,
@@ -179,6 +185,34 @@ def disk_identity():
         vm.kill()
 
 
+MEMFILL = os.path.join(os.path.dirname(os.path.abspath(PVM)), "tests", "guest", "memfill.elf")
+
+
+def memory_identical():
+    """A guest fills 256 MiB with a pattern and verifies it in a loop; after a
+    save and a restore (eager and lazy) it completes a full pass again."""
+    sock, snap = os.path.join(W, "m.sock"), os.path.join(W, "snapM")
+    vm = VM([PVM, "run", "--kernel", MEMFILL, "--mem", "512M", "--cpus", "2",
+             "--cmdline", "fill=256", "--api", sock])
+    try:
+        vm.expect("PASS-OK 1", 120)
+        out = ctl(sock, "snapshot", snap, "--exit")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert vm.wait(60) == 0
+    finally:
+        vm.kill()
+    used = os.stat(os.path.join(snap, "memory")).st_blocks * 512
+    assert (256 << 20) <= used < (256 << 20) * 101 // 100 + (4 << 20), f"memory file {used}"
+    for mode in ("eager", "lazy"):
+        vm = VM([PVM, "run", "--restore", snap, "--restore-mode", mode])
+        try:
+            vm.expect("PASS-OK", 120)   # a complete verification pass after the restore
+            assert b"MISMATCH" not in vm.buf and b"FILLED" not in vm.buf, vm.buf[-500:]
+        finally:
+            vm.kill()
+
+
+check("memory-identical-after-restore", memory_identical)
 check("save-restore-roundtrip", roundtrip)
 check("state-lifecycle", lifecycle)
 check("refusals", refusals)
