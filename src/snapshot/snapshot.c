@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -348,6 +349,34 @@ static int fsync_path(const char *path)
 	return r;
 }
 
+/* Remove DIR.tmp-PID leftovers of saves whose process died (SIGKILL, crash). */
+static void remove_stale_tmp(const char *dir)
+{
+	char parent[PATH_MAX], prefix[PATH_MAX + 8], path[PATH_MAX * 2 + 8];
+	snprintf(parent, sizeof(parent), "%s", dir);
+	char *slash = strrchr(parent, '/');
+	const char *base = slash ? slash + 1 : parent;
+	snprintf(prefix, sizeof(prefix), "%s.tmp-", base);
+	if (slash)
+		*slash = 0;
+	DIR *d = opendir(slash ? (parent[0] ? parent : "/") : ".");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		char *end;
+		long pid = strtol(de->d_name + strlen(prefix), &end, 10);
+		if (*end || pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", slash ? (parent[0] ? parent : "") : ".",
+			 de->d_name);
+		remove_tree(path);
+	}
+	closedir(d);
+}
+
 int snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 {
 	char tmp[PATH_MAX], path[PATH_MAX + 16], parent[PATH_MAX];
@@ -372,6 +401,7 @@ int snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 		}
 	}
 	remove_tree(tmp);
+	remove_stale_tmp(dir);
 	if (mkdir(tmp, 0700) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));

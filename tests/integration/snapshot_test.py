@@ -212,7 +212,48 @@ def memory_identical():
             vm.kill()
 
 
+def kill_during_save():
+    """SIGKILL pocketvm at random points while it saves over a snapshot:
+    every time, the snapshot left behind must restore and run."""
+    import random
+    import time
+    rng = random.Random(1234)
+    snap, sock = os.path.join(W, "snapK"), os.path.join(W, "k.sock")
+    vm = VM([PVM, "run", "--kernel", MEMFILL, "--mem", "128M", "--cmdline", "fill=64",
+             "--api", sock])
+    try:
+        vm.expect("PASS-OK 1", 120)
+        out = ctl(sock, "snapshot", snap, "--exit")
+        assert out.returncode == 0, out.stdout + out.stderr
+        vm.wait(60)
+    finally:
+        vm.kill()
+    kills = 0
+    for i in range(50):
+        vm = VM([PVM, "run", "--restore", snap, "--api", sock])
+        try:
+            vm.expect("HB", 60)                      # the previous snapshot loads and runs
+            c = subprocess.Popen([PVM, "ctl", sock, "snapshot", snap],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0, 0.12))         # a random point in the save
+            vm.proc.kill()
+            kills += 1
+            c.wait(30)
+        finally:
+            vm.kill()
+    vm = VM([PVM, "run", "--restore", snap])
+    try:
+        vm.expect("PASS-OK", 120)
+        assert b"MISMATCH" not in vm.buf
+    finally:
+        vm.kill()
+    left = [f for f in os.listdir(W) if f.startswith("snapK.tmp-")]
+    assert len(left) <= 1, f"stale temporary directories: {left}"
+    assert kills == 50
+
+
 check("memory-identical-after-restore", memory_identical)
+check("sigkill-during-save-x50", kill_during_save)
 check("save-restore-roundtrip", roundtrip)
 check("state-lifecycle", lifecycle)
 check("refusals", refusals)
