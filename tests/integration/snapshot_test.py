@@ -252,7 +252,46 @@ def kill_during_save():
     assert kills == 50
 
 
+def disk_full():
+    """A save that runs out of space reports it, keeps the old snapshot and
+    the guest running. Needs a small file system: a 100 MiB tmpfs (root)."""
+    if os.geteuid() != 0:
+        print("   (skipped: needs root to mount a small tmpfs)")
+        return
+    mnt = os.path.join(W, "small")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100M", "tmpfs", mnt], check=True)
+    try:
+        snap, sock = os.path.join(mnt, "snap"), os.path.join(W, "full.sock")
+        vm = VM([PVM, "run", "--kernel", MEMFILL, "--mem", "256M", "--cmdline", "fill=64",
+                 "--api", sock])
+        try:
+            vm.expect("PASS-OK 1", 120)
+            out = ctl(sock, "snapshot", snap)            # 64 MiB: fits
+            assert out.returncode == 0, out.stdout + out.stderr
+            before = open(os.path.join(snap, "state"), "rb").read()
+            out = ctl(sock, "snapshot", snap)            # needs another 64 MiB: does not
+            assert out.returncode != 0 and "no space left" in out.stdout, out.stdout
+            assert open(os.path.join(snap, "state"), "rb").read() == before
+            assert not [f for f in os.listdir(mnt) if ".tmp-" in f], os.listdir(mnt)
+            st = ctl(sock, "status").stdout
+            assert '"state":"running"' in st, st
+            vm.expect("PASS-OK", 120)                    # the guest carries on
+            ctl(sock, "quit")
+            vm.wait(60)
+        finally:
+            vm.kill()
+        vm = VM([PVM, "run", "--restore", snap])         # the old snapshot still loads
+        try:
+            vm.expect("PASS-OK", 120)
+        finally:
+            vm.kill()
+    finally:
+        subprocess.run(["umount", mnt])
+
+
 check("memory-identical-after-restore", memory_identical)
+check("disk-full-during-save", disk_full)
 check("sigkill-during-save-x50", kill_during_save)
 check("save-restore-roundtrip", roundtrip)
 check("state-lifecycle", lifecycle)
