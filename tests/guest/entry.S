@@ -14,6 +14,87 @@ _start:
 1:	hlt
 	jmp	1b
 
+/*
+ * PVH entry (Xen's 32-bit direct boot, which QEMU's -kernel uses for ELF
+ * files carrying this note): protected mode, paging off, EBX = start_info.
+ * Build an identity map of 4 GiB, enter long mode, then continue as _start
+ * with RDI = 0 and the start_info pointer in pvh_start_info.
+ */
+	.pushsection .note.pvh, "a"
+	.align	4
+	.long	4		/* name size */
+	.long	4		/* desc size */
+	.long	18		/* XEN_ELFNOTE_PHYS32_ENTRY */
+	.asciz	"Xen"
+	.long	pvh_start
+	.popsection
+
+	.code32
+	.globl	pvh_start
+pvh_start:
+	cli
+	mov	%ebx, pvh_start_info
+	/* PML4 -> PDPT -> 4 PDs of 2 MiB pages */
+	mov	$pvh_pml4, %edi
+	mov	$pvh_pdpt, %eax
+	or	$3, %eax
+	mov	%eax, (%edi)
+	mov	$pvh_pdpt, %edi
+	mov	$pvh_pd, %eax
+	or	$3, %eax
+	mov	$4, %ecx
+1:	mov	%eax, (%edi)
+	add	$4096, %eax
+	add	$8, %edi
+	loop	1b
+	mov	$pvh_pd, %edi
+	xor	%eax, %eax
+	mov	$2048, %ecx
+2:	mov	%eax, %edx
+	or	$0x83, %edx
+	mov	%edx, (%edi)
+	movl	$0, 4(%edi)
+	add	$0x200000, %eax
+	add	$8, %edi
+	loop	2b
+	mov	%cr4, %eax
+	or	$0x20, %eax
+	mov	%eax, %cr4
+	mov	$pvh_pml4, %eax
+	mov	%eax, %cr3
+	mov	$0xc0000080, %ecx
+	rdmsr
+	or	$0x100, %eax
+	wrmsr
+	lgdt	pvh_gdtr
+	mov	%cr0, %eax
+	or	$0x80000001, %eax
+	mov	%eax, %cr0
+	ljmp	$0x08, $pvh_64
+	.code64
+pvh_64:
+	mov	$0x10, %ax
+	mov	%ax, %ds
+	mov	%ax, %es
+	mov	%ax, %ss
+	xor	%esi, %esi
+	jmp	_start
+
+	.section .rodata
+	.align	8
+pvh_gdtr:
+	.word	gdt_end - gdt - 1
+	.long	gdt
+
+	.bss
+	.align	4096
+pvh_pml4:	.skip	4096
+pvh_pdpt:	.skip	4096
+pvh_pd:		.skip	4 * 4096
+	.data
+	.globl	pvh_start_info
+pvh_start_info:	.long	0
+
 /* Interrupt entry stubs: push the vector, save registers, call rt_interrupt. */
 	.text
 	.macro	STUB vec

@@ -19,9 +19,9 @@ static inline uint64_t pat(uint64_t a)
 void user_main(void)
 {
 	uint64_t mib = cmdline_num("fill", 64), end = BASE + (mib << 20);
-	uint64_t ram_end = 0;
+	uint64_t ram_end = boot_params ? 0 : 0xC0000000ULL; /* PVH (QEMU): trust fill= */
 	/* e820: the RAM entry that holds BASE must cover the fill */
-	uint8_t n = boot_params[0x1e8];
+	uint8_t n = boot_params ? boot_params[0x1e8] : 0;
 	for (int i = 0; i < n; i++) {
 		const uint8_t *e = boot_params + 0x2d0 + 20 * i;
 		uint64_t a, s;

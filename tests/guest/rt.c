@@ -165,8 +165,17 @@ uint64_t pci_bar(int slot, int bar)
 
 /* ---- command line ---- */
 
+/* Set by the PVH entry (QEMU): struct hvm_start_info, cmdline_paddr at 24. */
+extern uint32_t pvh_start_info;
+
 const char *cmdline(void)
 {
+	if (!boot_params) {
+		if (!pvh_start_info)
+			return "";
+		uint64_t p = *(const uint64_t *)(uintptr_t)(pvh_start_info + 24);
+		return p ? (const char *)(uintptr_t)p : "";
+	}
 	uint32_t p = (uint32_t)boot_params[0x228] | (uint32_t)boot_params[0x229] << 8 |
 		     (uint32_t)boot_params[0x22a] << 16 | (uint32_t)boot_params[0x22b] << 24;
 	return p ? (const char *)(uintptr_t)p : "";
