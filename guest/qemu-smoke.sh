@@ -38,7 +38,7 @@ shift $((OPTIND - 1))
 out=$1
 cmds=${2:-}
 
-accel=(-enable-kvm)
+accel=(-enable-kvm -cpu host,-arch-capabilities)
 if [ "$stock" = 1 ]; then
 	kfile="$out/stock/vmlinuz" initrd="$out/stock/initramfs.cpio"
 	cmdline=$(cat "$GUEST_DIR/cmdline-stock.txt")

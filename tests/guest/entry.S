@@ -4,6 +4,8 @@
  * RSI = boot_params. ap_trampoline: copied below 1 MiB; an AP starts there
  * in real mode after INIT/SIPI and climbs to long mode.
  */
+#define AP_MAX 63	/* APs with a stack (APIC ids up to 63) */
+
 	.section .text.entry, "ax"
 	.code64
 	.globl _start
@@ -95,20 +97,25 @@ pvh_pd:		.skip	4 * 4096
 	.globl	pvh_start_info
 pvh_start_info:	.long	0
 
-/* Interrupt entry stubs: push the vector, save registers, call rt_interrupt. */
+/*
+ * Interrupt entry stubs, one per vector, 16 bytes apart from isr_stubs:
+ * push a zero error code where the CPU pushes none, push the vector, then
+ * save registers and call rt_interrupt.
+ */
 	.text
-	.macro	STUB vec
-	.globl	isr_\vec
-isr_\vec:
-	.if	(\vec == 8 || (\vec >= 10 && \vec <= 14) || \vec == 17)
+	.align	16
+	.globl	isr_stubs
+isr_stubs:
+	.set	vec, 0
+	.rept	256
+	.align	16
+	.if	(vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
 	.else
 	pushq	$0
 	.endif
-	pushq	$\vec
+	pushq	$vec
 	jmp	isr_common
-	.endm
-	.irp	v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,64,65
-	STUB	\v
+	.set	vec, vec + 1
 	.endr
 isr_common:
 	push	%rax
@@ -200,12 +207,14 @@ ap_lm64:
 	mov	%ax, %ss
 	mov	$1, %eax
 	lock xadd %eax, ap_stack_next(%rip)
-	mov	%eax, %edi		/* AP number, 1.. */
+	mov	%eax, %edi		/* AP number, 0.. in start order */
+	cmp	$AP_MAX, %eax
+	jae	2f			/* no stack left for this one */
+	inc	%rax
 	shl	$12, %rax
 	lea	ap_stacks(%rip), %rsp
-	add	%rax, %rsp
-	add	$4096, %rsp
-	call	ap_main
+	add	%rax, %rsp		/* top of stack page n */
+	call	rt_ap_entry
 2:	cli
 	hlt
 	jmp	2b
@@ -231,7 +240,7 @@ ap_stack_next:	.long	0
 	.bss
 	.align	4096
 	.globl	ap_stacks
-ap_stacks:	.skip	4096 * 9
+ap_stacks:	.skip	4096 * AP_MAX
 	.align	16
 bsp_kstack:	.skip	16384
 	.globl	bsp_stack_top

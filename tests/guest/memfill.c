@@ -2,8 +2,10 @@
  * Fill memory with a pattern, then verify it forever in 4 MiB steps with a
  * heartbeat between steps: the snapshot tests and bench/snapshot save it
  * after "FILLED" and check that a restored guest keeps verifying.
- * cmdline: fill=MiB (default 64). Prints "FILLED n", "HB n" per step,
- * "PASS-OK n" per complete pass, "MISMATCH at ADDR" (and fails) on a bad word.
+ * cmdline: fill=MiB (default 64), passes=N (default 0: forever; else
+ * "TEST-PASS memfill" and a reset after N passes). Prints "FILLED n",
+ * "HB n" per step, "PASS-OK n" per complete pass, "MISMATCH at ADDR" (and
+ * fails) on a bad word.
  */
 #include "rt.h"
 
@@ -19,6 +21,7 @@ static inline uint64_t pat(uint64_t a)
 void user_main(void)
 {
 	uint64_t mib = cmdline_num("fill", 64), end = BASE + (mib << 20);
+	uint64_t passes = cmdline_num("passes", 0);
 	uint64_t ram_end = boot_params ? 0 : 0xC0000000ULL; /* PVH (QEMU): trust fill= */
 	/* e820: the RAM entry that holds BASE must cover the fill */
 	uint8_t n = boot_params ? boot_params[0x1e8] : 0;
@@ -46,5 +49,7 @@ void user_main(void)
 			printf_serial("HB %u\n", (unsigned long)((s - BASE) / STEP));
 		}
 		printf_serial("PASS-OK %u\n", (unsigned long)pass);
+		if (pass == passes)
+			test_pass(N);
 	}
 }

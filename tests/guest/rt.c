@@ -217,11 +217,8 @@ static uint8_t ustack[65536] __attribute__((aligned(16)));
 
 /* In entry.S, where the AP trampoline's GDT pointer can name it. */
 extern uint64_t gdt[9];
-
-#define ISR(v) extern char isr_##v[];
-ISR(0) ISR(1) ISR(2) ISR(3) ISR(4) ISR(5) ISR(6) ISR(7) ISR(8) ISR(9) ISR(10) ISR(11)
-ISR(12) ISR(13) ISR(14) ISR(15) ISR(16) ISR(17) ISR(18) ISR(19) ISR(64) ISR(65)
-#undef ISR
+/* In entry.S: 256 interrupt entry stubs, 16 bytes each. */
+extern char isr_stubs[];
 
 static void set_gate(int v, void *fn)
 {
@@ -238,12 +235,16 @@ void rt_interrupt(struct frame *f);
 void rt_interrupt(struct frame *f)
 {
 	if (f->vec < 32) {
-		printf_serial("TEST-FAIL exception: vector %u error %x at rip %x cs %x\n",
-			      f->vec, f->err, f->rip, f->cs);
+		uint64_t cr2;
+		__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+		serial_lock = 0; /* the fault may have hit inside printf_serial */
+		printf_serial("TEST-FAIL exception: vector %u error %x at rip %x cs %x cr2 %x\n",
+			      f->vec, f->err, f->rip, f->cs, cr2);
 		reset();
 	}
 	irq_count[f->vec & 0xff]++;
-	lapic_eoi();
+	if (f->vec != 0xff) /* the LAPIC's spurious vector takes no EOI */
+		lapic_eoi();
 }
 
 void lapic_eoi(void)
@@ -251,11 +252,14 @@ void lapic_eoi(void)
 	mmio_w32(LAPIC + 0xb0, 0);
 }
 
+static struct { uint16_t lim; uint64_t base; } __attribute__((packed)) idtr;
+
 static void tables_init(void)
 {
+	/* The TSS (bss, zero: an I/O bitmap that allows every port) needs
+	 * only RSP0, the bitmap offset and the bitmap's terminating byte. */
 	uint64_t t = (uint64_t)tss;
 	uint64_t sp0 = (uint64_t)(kstack + sizeof(kstack));
-	memset(tss, 0, sizeof(tss));
 	memcpy(tss + 4, &sp0, 8); /* RSP0 */
 	tss[102] = 104;		  /* I/O bitmap right after the fixed part */
 	tss[TSS_SIZE - 1] = 0xff; /* the bitmap's terminating byte */
@@ -269,33 +273,31 @@ static void tables_init(void)
 			 "pushq $0x08; lea 1f(%%rip), %%rax; pushq %%rax; lretq; 1:" ::: "rax", "memory");
 	__asm__ volatile("ltr %w0" ::"r"(0x38));
 
-	void *stubs[] = { isr_0, isr_1, isr_2, isr_3, isr_4, isr_5, isr_6, isr_7, isr_8, isr_9,
-			  isr_10, isr_11, isr_12, isr_13, isr_14, isr_15, isr_16, isr_17, isr_18,
-			  isr_19 };
-	for (int v = 0; v < 20; v++)
-		set_gate(v, stubs[v]);
-	set_gate(64, isr_64);
-	set_gate(65, isr_65);
-	struct { uint16_t lim; uint64_t base; } __attribute__((packed)) id = { sizeof(idt) - 1,
-									   (uint64_t)idt };
-	__asm__ volatile("lidt %0" ::"m"(id));
+	for (int v = 0; v < 256; v++)
+		set_gate(v, isr_stubs + 16 * v);
+	idtr.lim = sizeof(idt) - 1;
+	idtr.base = (uint64_t)idt;
+	__asm__ volatile("lidt %0" ::"m"(idtr));
 }
 
-/* Let CPL 3 use the VMM's identity map: set the user bit on every level. */
-static void paging_user(void)
+/*
+ * Our own identity map of the low 4 GiB in 2 MiB pages, user-accessible
+ * (the boot map pocketvm builds is supervisor-only), the PCI hole
+ * 0xC0000000-0xFFFFFFFF uncached. Bss is zero, so only the used entries
+ * are written. The APs load the same CR3.
+ */
+static uint64_t pt_pml4[512] __attribute__((aligned(4096)));
+static uint64_t pt_pdpt[512] __attribute__((aligned(4096)));
+static uint64_t pt_pd[4 * 512] __attribute__((aligned(4096)));
+
+static void paging_init(void)
 {
-	uint64_t cr3;
-	__asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
-	uint64_t *pml4 = (uint64_t *)(cr3 & ~0xfffULL);
-	pml4[0] |= 4;
-	uint64_t *pdpt = (uint64_t *)(pml4[0] & ~0xfffULL);
-	for (int i = 0; i < 4; i++) {
-		pdpt[i] |= 4;
-		uint64_t *pd = (uint64_t *)(pdpt[i] & ~0xfffULL);
-		for (int j = 0; j < 512; j++)
-			pd[j] |= 4;
-	}
-	__asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+	for (uint64_t i = 0; i < 4 * 512; i++)
+		pt_pd[i] = i << 21 | 0x87 | (i >= 3 * 512 ? 0x18 : 0); /* P RW U PS (PWT PCD) */
+	for (int i = 0; i < 4; i++)
+		pt_pdpt[i] = (uint64_t)&pt_pd[512 * i] | 7;
+	pt_pml4[0] = (uint64_t)pt_pdpt | 7;
+	__asm__ volatile("mov %0, %%cr3" ::"r"((uint64_t)pt_pml4) : "memory");
 }
 
 __attribute__((weak)) void kernel_setup(void)
@@ -307,13 +309,24 @@ __attribute__((weak)) void ap_main(int n)
 	(void)n;
 }
 
+/* An AP in long mode, on its own stack (entry.S): share the IDT, run ap_main. */
+void rt_ap_entry(int n);
+void rt_ap_entry(int n)
+{
+	__asm__ volatile("lidt %0" ::"m"(idtr));
+	ap_main(n);
+}
+
 void enter_user(void (*fn)(void), void *sp);
 void rt_start(const uint8_t *bp);
 void rt_start(const uint8_t *bp)
 {
 	boot_params = bp;
+	paging_init();
 	tables_init();
-	paging_user();
+	/* Mask the 8259s: legacy IRQs have no business in a test. */
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
 	/* LAPIC software enable (spurious vector register). */
 	mmio_w32(LAPIC + 0xf0, 0x1ff);
 	kernel_setup();
