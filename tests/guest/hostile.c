@@ -13,8 +13,8 @@ static uint8_t buf[64];
 
 static void wait_needs_reset(struct vdev *d, const char *what)
 {
-	for (uint64_t spin = 0; !(mmio_r8(d->common + 20) & NEEDS_RESET); spin++)
-		if (spin > 2000000000ULL)
+	for (uint64_t t0 = rdtsc(); !(mmio_r8(d->common + 20) & NEEDS_RESET);)
+		if (rdtsc() - t0 > TSC_TIMEOUT)
 			test_fail(N, what);
 	printf_serial("needs-reset after %s\n", what);
 }

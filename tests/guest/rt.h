@@ -29,6 +29,16 @@ static inline void mmio_w64(uint64_t a, uint64_t v) { mmio_w32(a, (uint32_t)v); 
 static inline int cpl(void) { uint16_t cs; __asm__ volatile("mov %%cs, %0" : "=r"(cs)); return cs & 3; }
 #define barrier() __asm__ volatile("mfence" ::: "memory")
 
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+/* Give-up time for waits, in TSC ticks: 5-20 s at 1-4 GHz. A TSC deadline
+ * rather than a spin count, as a spin that reads MMIO exits each time. */
+#define TSC_TIMEOUT 20000000000ULL
+
 void putc_serial(char c);
 void puts_serial(const char *s);
 void printf_serial(const char *fmt, ...);

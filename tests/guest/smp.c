@@ -26,13 +26,6 @@ void ap_main(int n)
 	__atomic_add_fetch(&online, 1, __ATOMIC_SEQ_CST);
 }
 
-static inline uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
-
 static void ipi(uint32_t apic, uint32_t icr)
 {
 	mmio_w32(LAPIC + 0x310, apic << 24);
@@ -103,7 +96,7 @@ void user_main(void)
 		if (!seen[a])
 			ipi(a, 0x4600 | (TRAMPOLINE >> 12));
 
-	uint64_t limit = probe ? 2000000000ULL : 20000000000ULL; /* TSC ticks: ~1 s / ~10 s */
+	uint64_t limit = probe ? TSC_TIMEOUT / 10 : TSC_TIMEOUT;
 	t0 = rdtsc();
 	while (online < last && rdtsc() - t0 < limit)
 		__asm__ volatile("pause");

@@ -79,16 +79,21 @@ bool vq_setup(struct vdev *d, struct vq *q, uint16_t qi, uint16_t size, void *me
 {
 	uint64_t c = d->common;
 	uint8_t *m = mem;
+	if (size > 256)
+		return false; /* the layout below holds 256 entries */
 	memset(mem, 0, 16384);
+	mmio_w16(c + CC_Q_SELECT, qi);
+	uint16_t max = mmio_r16(c + CC_Q_SIZE);
+	if (!max)
+		return false; /* no such queue */
+	if (max < size)
+		size = max; /* a smaller queue (QEMU's virtio-rng offers 8) */
 	q->size = size;
 	q->index = qi;
 	q->desc = (struct vdesc *)m;
 	q->avail = (volatile uint16_t *)(m + 16u * size);
 	q->used = (volatile uint8_t *)(m + 8192);
 	q->avail_idx = q->last_used = 0;
-	mmio_w16(c + CC_Q_SELECT, qi);
-	if (mmio_r16(c + CC_Q_SIZE) < size)
-		return false;
 	mmio_w16(c + CC_Q_SIZE, size);
 	mmio_w16(c + CC_Q_MSIX, vec);
 	if (mmio_r16(c + CC_Q_MSIX) != vec)
@@ -118,7 +123,7 @@ void vq_kick(struct vq *q, uint16_t head)
 
 bool vq_wait_used(struct vq *q, uint32_t *id, uint32_t *len)
 {
-	for (uint64_t spin = 0; spin < 2000000000ULL; spin++) {
+	for (uint64_t t0 = rdtsc(); rdtsc() - t0 < TSC_TIMEOUT;) {
 		uint16_t idx = *(volatile uint16_t *)(q->used + 2);
 		if (idx != q->last_used) {
 			barrier();

@@ -34,7 +34,8 @@ bool vdev_open(struct vdev *d, uint16_t virtio_id);
 bool vdev_negotiate(struct vdev *d, uint64_t want);
 /* Route MSI-X vector @v to IDT vector @idt_vec on APIC 0 and enable MSI-X. */
 void vdev_msix(struct vdev *d, int v, uint8_t idt_vec);
-/* Set up queue @qi with @size entries in @mem (16 KiB aligned to 4 KiB), vector @vec. */
+/* Set up queue @qi with @size entries (fewer if the device's maximum is
+ * smaller; power of 2, at most 256) in @mem (16 KiB aligned to 4 KiB), vector @vec. */
 bool vq_setup(struct vdev *d, struct vq *q, uint16_t qi, uint16_t size, void *mem, uint16_t vec);
 void vdev_driver_ok(struct vdev *d);
 /* Post chain @head (already in desc[]) and notify. */
