@@ -57,9 +57,9 @@ static void usage_run(FILE *f)
 		"                   snapshot, else boot; on SIGTERM, SIGINT or `ctl quit` save\n"
 		"                   to DIR and exit; a guest reboot/power-off deletes it\n"
 		"  --force-disks    restore even if a disk changed since the snapshot\n"
-		"  --restore-mode M how guest memory comes back: eager (read it all before the\n"
-		"                   guest runs; default) or lazy (map the file; pages load\n"
-		"                   when first touched)\n"
+		"  --restore-mode M how guest memory comes back: lazy (map the memory file;\n"
+		"                   pages load when first touched; default, the fastest in\n"
+		"                   bench/snapshot) or eager (read it all before the guest runs)\n"
 		"  -v, --verbose    more log lines (repeat for debug)\n"
 		"  -q, --quiet      errors only\n"
 		"  -h, --help       this text\n",
@@ -156,6 +156,7 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 	cfg->mem_size = CONFIG_DEFAULT_MEM;
 	cfg->cpus = CONFIG_DEFAULT_CPUS;
 	cfg->rng = true;
+	cfg->restore_mode = RESTORE_LAZY; /* bench/snapshot: running and working set soonest */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
 		switch (c) {

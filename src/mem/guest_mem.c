@@ -14,6 +14,7 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size)
 {
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
+	gm->file_fd = -1;
 	if (ram_size == 0 || ram_size % SZ_2M) {
 		pr_err("mem: gm_init: size %llu is not a non-zero multiple of 2 MiB",
 		       (unsigned long long)ram_size);
@@ -69,6 +70,7 @@ void gm_init_fake(struct guest_mem *gm, void *buf, uint64_t gpa, uint64_t size)
 {
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
+	gm->file_fd = -1;
 	gm->base = buf;
 	gm->ram_size = size;
 	gm->region[0] = (struct gm_region){ .gpa = gpa, .size = size, .hva = buf };
@@ -81,8 +83,11 @@ void gm_destroy(struct guest_mem *gm)
 		munmap(gm->base, gm->ram_size);
 		close(gm->fd);
 	}
+	if (gm->file_fd >= 0)
+		close(gm->file_fd);
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
+	gm->file_fd = -1;
 }
 
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)

@@ -29,6 +29,8 @@ struct guest_mem {
 	struct gm_region region[GM_MAX_REGIONS];
 	int nr_regions;
 	int fd;		     /* memfd backing all RAM, -1 for fake memory */
+	int file_fd;	     /* >= 0: RAM is a MAP_PRIVATE mapping of this file
+				(a lazy snapshot restore), not the memfd */
 	uint8_t *base;	     /* mapping of the whole memfd */
 	uint64_t ram_size;   /* total bytes of RAM */
 };

@@ -180,6 +180,40 @@ static int save_range(struct vm *vm, int fd, uint64_t start, uint64_t end, uint6
  * data extents are scanned: reading a never-touched page of a shared memfd
  * would allocate it.
  */
+/*
+ * After a lazy restore RAM is a private mapping of the old memory file: a
+ * page can hold data if the file has data there or if the guest wrote it
+ * (then it is resident, copied on write). Scan exactly those pages.
+ */
+static int save_memory_lazy(struct vm *vm, int fd, uint64_t *stored)
+{
+	const uint64_t chunk = 2ULL << 20, size = vm->mem.ram_size;
+	unsigned char vec[(2u << 20) / SNAP_PAGE];
+
+	for (uint64_t off = 0; off < size; off += chunk) {
+		uint64_t n = size - off < chunk ? size - off : chunk;
+		off_t data = lseek(vm->mem.file_fd, (off_t)off, SEEK_DATA);
+		bool file_data = data >= 0 && (uint64_t)data < off + n;
+		if (mincore(vm->mem.base + off, n, vec) < 0)
+			return -errno;
+		uint64_t pages = n / SNAP_PAGE;
+		for (uint64_t p = 0; p < pages;) {
+			/* skip holes nobody touched, then take a run of candidates */
+			while (p < pages && !file_data && !(vec[p] & 1))
+				p++;
+			uint64_t run = p;
+			while (p < pages && (file_data || (vec[p] & 1)))
+				p++;
+			if (p == run)
+				continue;
+			int e = save_range(vm, fd, off + run * SNAP_PAGE, off + p * SNAP_PAGE, stored);
+			if (e)
+				return e;
+		}
+	}
+	return 0;
+}
+
 static int save_memory(struct vm *vm, int fd, uint64_t *stored)
 {
 	uint64_t size = vm->mem.ram_size;
@@ -188,6 +222,8 @@ static int save_memory(struct vm *vm, int fd, uint64_t *stored)
 	*stored = 0;
 	if (ftruncate(fd, (off_t)size) < 0)
 		return -errno;
+	if (vm->mem.file_fd >= 0)
+		return save_memory_lazy(vm, fd, stored);
 	while ((uint64_t)pos < size) {
 		off_t data = lseek(vm->mem.fd, pos, SEEK_DATA);
 		if (data < 0)
@@ -821,11 +857,13 @@ static int load_memory(struct vm *vm, const char *dir, char *err, size_t errlen)
 		 * and each page comes from the file when the guest first touches it. */
 		void *p = mmap(vm->mem.base, vm->mem.ram_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
-		close(fd);
 		if (p == MAP_FAILED) {
 			snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
+			close(fd);
 			return -EIO;
 		}
+		/* Kept open: a later save finds the file's data through it. */
+		vm->mem.file_fd = fd;
 		return 0;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

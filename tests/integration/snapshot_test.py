@@ -210,6 +210,25 @@ def memory_identical():
             assert b"MISMATCH" not in vm.buf and b"FILLED" not in vm.buf, vm.buf[-500:]
         finally:
             vm.kill()
+    # Saving a lazily restored VM: RAM is then a private mapping of the old
+    # file, not the memfd; the new snapshot must still hold every page.
+    snap2, sock2 = os.path.join(W, "snapM2"), os.path.join(W, "m2.sock")
+    vm = VM([PVM, "run", "--restore", snap, "--restore-mode", "lazy", "--api", sock2])
+    try:
+        vm.expect("PASS-OK", 120)
+        out = ctl(sock2, "snapshot", snap2, "--exit")
+        assert out.returncode == 0, out.stdout + out.stderr
+        vm.wait(60)
+    finally:
+        vm.kill()
+    used2 = os.stat(os.path.join(snap2, "memory")).st_blocks * 512
+    assert abs(used2 - used) < (4 << 20), f"re-saved memory file {used2} vs {used}"
+    vm = VM([PVM, "run", "--restore", snap2, "--restore-mode", "eager"])
+    try:
+        vm.expect("PASS-OK", 120)
+        assert b"MISMATCH" not in vm.buf, vm.buf[-500:]
+    finally:
+        vm.kill()
 
 
 def kill_during_save():
