@@ -80,6 +80,11 @@ static void runloop_signal(struct vm *vm, int sig_fd)
 	}
 }
 
+static bool runloop_vcpus_gone(struct vm *vm)
+{
+	return vm->running_vcpus == 0;
+}
+
 int vm_run(struct vm *vm, struct api_server *apisrv)
 {
 	struct api_server none = { .listen_fd = -1 };
@@ -157,7 +162,11 @@ int vm_run(struct vm *vm, struct api_server *apisrv)
 			api_server_handle(api, pfd + api_first, n - api_first, vm);
 	}
 
-	/* Stop: every vCPU has been kicked by vm_request_exit(); wait for them. */
+	/* Stop: every vCPU was kicked by vm_request_exit(); wait until all have
+	 * left, kicking again if one missed it, then join them. */
+	pthread_mutex_lock(&vm->lock);
+	vm_wait_kicking(vm, runloop_vcpus_gone);
+	pthread_mutex_unlock(&vm->lock);
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpu[i].started)
 			pthread_join(vm->vcpu[i].thread, NULL);

@@ -57,8 +57,9 @@ void vcpu_destroy(struct vcpu *v)
 void vcpu_kick(struct vcpu *v)
 {
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	if (v->started)
-		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+	/* Only a thread that has published its own id can be signalled. */
+	if (__atomic_load_n(&v->kickable, __ATOMIC_ACQUIRE))
+		pthread_kill(v->self, VCPU_KICK_SIGNAL);
 }
 
 /* Print what we know about a failure KVM could not handle: RIP, bytes, regs. */
@@ -186,6 +187,8 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%d", v->id);
 	pthread_setname_np(pthread_self(), name);
+	v->self = pthread_self();
+	__atomic_store_n(&v->kickable, 1, __ATOMIC_RELEASE);
 
 	for (;;) {
 		pthread_mutex_lock(&vm->lock);

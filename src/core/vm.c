@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86_64/boot.h"
@@ -247,6 +248,30 @@ int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_
 	return r;
 }
 
+void vm_kick_all(struct vm *vm)
+{
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+}
+
+void vm_wait_kicking(struct vm *vm, bool (*done)(struct vm *vm))
+{
+	while (!done(vm)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT && !done(vm)) {
+			pthread_mutex_unlock(&vm->lock);
+			vm_kick_all(vm);
+			pthread_mutex_lock(&vm->lock);
+		}
+	}
+}
+
 void vm_request_exit(struct vm *vm, enum vm_exit why)
 {
 	uint64_t one = 1;
@@ -256,10 +281,14 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 		vm->exit = why;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_kick(&vm->vcpu[i]);
+	vm_kick_all(vm);
 	if (write(vm->wake_fd, &one, sizeof(one)) < 0)
 		pr_debug("vm: wake: %s", strerror(errno));
+}
+
+static bool vm_all_parked(struct vm *vm)
+{
+	return vm->parked >= vm->running_vcpus || vm->exit != VM_EXIT_NONE;
 }
 
 void vm_pause(struct vm *vm)
@@ -267,11 +296,9 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_req = true;
 	pthread_mutex_unlock(&vm->lock);
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_kick(&vm->vcpu[i]);
+	vm_kick_all(vm);
 	pthread_mutex_lock(&vm->lock);
-	while (vm->parked < vm->running_vcpus && vm->exit == VM_EXIT_NONE)
-		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm_wait_kicking(vm, vm_all_parked);
 	pthread_mutex_unlock(&vm->lock);
 }
 

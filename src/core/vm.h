@@ -60,8 +60,10 @@ struct vcpu {
 	int id;
 	int fd;
 	struct kvm_run *run;
-	pthread_t thread;
-	bool started;
+	pthread_t thread;     /* from pthread_create, for join */
+	pthread_t self;	      /* set by the thread itself, for kicks */
+	bool started;	      /* pthread_create succeeded (join needed) */
+	int kickable;	      /* the thread has set @self (atomic) */
 };
 
 struct pci_bus;
@@ -134,6 +136,16 @@ void vm_destroy(struct vm *vm);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+
+/* Kick every vCPU out of KVM_RUN (immediate_exit + signal). */
+void vm_kick_all(struct vm *vm);
+
+/*
+ * Wait on vm->cond (vm->lock held) until @done(vm) holds, kicking every
+ * vCPU again every 20 ms: a kick can be lost on some hosts (a vCPU that
+ * waits for SIPI may ignore immediate_exit), a repeated one cannot.
+ */
+void vm_wait_kicking(struct vm *vm, bool (*done)(struct vm *vm));
 
 /* Request the VM to stop for @why (thread-safe, first reason wins). */
 void vm_request_exit(struct vm *vm, enum vm_exit why);
