@@ -118,7 +118,8 @@ initramfs_manifest() {
 	echo "recipe initramfs 1"
 	echo "$LINUX_PKG $(pkg_version "$LINUX_PKG")"
 	echo "busybox-static $(pkg_version busybox-static) $(sha256sum <"$BUSYBOX" | cut -d' ' -f1)"
-	file_sums build.sh
+	echo "gcc $(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)"
+	file_sums build.sh tools/memhog.c
 	rootfs_manifest
 }
 
@@ -299,6 +300,7 @@ cpio_list_base() {
 	# The kernel opens /dev/console for /init before devtmpfs is mounted.
 	echo "nod /dev/console 0600 0 0 c 5 1"
 	echo "file /bin/busybox $BUSYBOX 0755 0 0"
+	echo "file /bin/memhog $OUTDIR/tools/memhog 0755 0 0"
 	for l in $APPLET_LINKS; do
 		echo "slink $l /bin/busybox 0777 0 0"
 	done
@@ -321,6 +323,15 @@ cpio_list_rootfs() {
 	done
 }
 
+# memhog (guest/tools/memhog.c): a freestanding static binary that holds and
+# frees a block of memory, for the balloon tests.
+build_memhog() {
+	mkdir -p "$OUTDIR/tools"
+	gcc -static -nostdlib -ffreestanding -fno-tree-loop-distribute-patterns -O2 \
+		-fno-stack-protector -fno-pie -no-pie -s -Wl,--build-id=none \
+		-Wall -Wextra -Werror -o "$OUTDIR/tools/memhog" "$GUEST_DIR/tools/memhog.c"
+}
+
 check_busybox() {
 	pkg_installed busybox-static || die "busybox-static is not installed (apt-get install busybox-static)"
 	[ -x "$BUSYBOX" ] || die "$BUSYBOX missing (apt-get install --reinstall busybox-static)"
@@ -335,6 +346,7 @@ build_initramfs() {
 		return 0
 	fi
 	build_gen_init_cpio
+	build_memhog
 	{
 		cpio_list_base
 		cpio_list_rootfs "$GUEST_DIR/rootfs"
@@ -455,6 +467,7 @@ main_stock() {
 	# shellcheck disable=SC2086 # one line, words split on purpose
 	echo $STOCK_MODULES >"$stage/etc/pocketvm-modules"
 	build_gen_init_cpio
+	build_memhog
 	{
 		cpio_list_base
 		cpio_list_rootfs "$GUEST_DIR/rootfs"
