@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -52,10 +53,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct vm_config cfg;
 	int r = config_parse_run(argc - 1, argv + 1, &cfg);
 	if (r != CONFIG_OK)
 		return r == CONFIG_HELP ? 0 : 2;
+	cfg.start_ns = (uint64_t)t0.tv_sec * 1000000000ULL + (uint64_t)t0.tv_nsec;
 
 	/* --restore, or --state with a snapshot in it: the machine comes from there. */
 	struct snap_image *img = NULL;

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define API_MAX_LINE 4096
 #define API_MAX_CLIENTS 8
@@ -20,14 +21,21 @@ enum api_cmd {
 	API_CMD_RESUME,
 	API_CMD_QUIT,
 	API_CMD_SNAPSHOT, /* "path": directory, "exit": true to stop after saving */
+	API_CMD_BALLOON,  /* "mib": balloon target */
+	API_CMD_STATS,	  /* balloon, guest memory and process statistics */
+	API_CMD_FOREGROUND, /* the app is in front: the guest's memory has priority */
+	API_CMD_BACKGROUND, /* the app is behind: the host's memory has priority */
 };
 
 #define API_MAX_PATH 1024
+#define API_MAX_MIB (1ULL << 24) /* largest "mib" accepted (16 TiB); the VM clamps to RAM */
 
 struct api_request {
 	enum api_cmd cmd;
 	char path[API_MAX_PATH]; /* snapshot: absolute directory */
 	bool exit;
+	uint64_t mib; /* balloon: target in MiB, 0..API_MAX_MIB */
+	bool balloon_auto; /* balloon: "auto":true hands the target back to the policy */
 };
 
 /*

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +17,10 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "virtio/balloon.h"
 
 /* Append @s to @out as JSON string contents. */
 static void json_escape(char *out, size_t max, const char *s)
@@ -124,6 +128,80 @@ static void api_error(int fd, const char *msg)
 	api_reply(fd, out);
 }
 
+/* Resident set of this process in KiB (smaps_rollup "Rss:"), or -1. */
+static long long api_rss_kib(void)
+{
+	char buf[4096];
+	long long kib = -1;
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(buf, sizeof(buf), f))
+		if (sscanf(buf, "Rss: %lld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* Append to @out (NUL-terminated, @max bytes) like snprintf; truncates. */
+__attribute__((format(printf, 3, 4)))
+static void json_add(char *out, size_t max, const char *fmt, ...)
+{
+	size_t n = strlen(out);
+	va_list ap;
+
+	if (n + 1 >= max)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(out + n, max - n, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The reply to "stats": one object, built here only, so fields are added in
+ * one place. The balloon and guest objects appear when there is a balloon,
+ * and the guest one once its driver has sent statistics.
+ */
+static void api_stats_json(struct vm *vm, char *out, size_t max)
+{
+	long long rss = api_rss_kib();
+
+	snprintf(out, max, "{\"ok\":true,\"rss_kib\":%lld", rss);
+	if (vm->balloon) {
+		struct balloon_info bi;
+		/* Ask for fresh numbers for next time; answer with what we have. */
+		balloon_request_stats(vm->balloon);
+		balloon_get_info(vm->balloon, &bi);
+		json_add(out, max, ",\"balloon\":{\"target_mib\":%llu,\"actual_mib\":%llu,"
+			 "\"inflated_mib\":%llu,\"reported_mib\":%llu,\"driver_ok\":%s}",
+			 (unsigned long long)(bi.target_pages >> 8),
+			 (unsigned long long)(bi.actual_pages >> 8),
+			 (unsigned long long)(bi.inflated_pages >> 8),
+			 (unsigned long long)(bi.reported_bytes >> 20),
+			 bi.driver_ok ? "true" : "false");
+		const struct balloon_guest_stats *st = &bi.stats;
+		if (st->updated_ns) {
+			static const struct { const char *name; int tag; } f[] = {
+				{ "total", BALLOON_S_MEMTOT },	   { "free", BALLOON_S_MEMFREE },
+				{ "available", BALLOON_S_AVAIL },  { "caches", BALLOON_S_CACHES },
+				{ "major_faults", BALLOON_S_MAJFLT }, { "swap_in", BALLOON_S_SWAP_IN },
+				{ "swap_out", BALLOON_S_SWAP_OUT },
+			};
+			uint64_t ns = mono_ns();
+			json_add(out, max, ",\"guest\":{");
+			for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+				if (st->have >> f[i].tag & 1)
+					json_add(out, max, "\"%s\":%llu,", f[i].name,
+						 (unsigned long long)st->val[f[i].tag]);
+			json_add(out, max, "\"age_ms\":%llu}",
+				 (unsigned long long)(ns > st->updated_ns ? (ns - st->updated_ns) / 1000000 : 0));
+		}
+	}
+	bctl_json(vm->bctl, out, max - 3);
+	json_add(out, max, "}\n");
+}
+
 /* Execute one request. Returns true if the VM is to quit after replying. */
 static void api_execute(int fd, const struct api_request *req, struct vm *vm)
 {
@@ -173,6 +251,43 @@ static void api_execute(int fd, const struct api_request *req, struct vm *vm)
 		json_escape(out, sizeof(out) - 64, req->path);
 		snprintf(out + strlen(out), 64, "\",\"ms\":%.1f}\n", ms);
 		api_reply(fd, out);
+		return;
+	}
+	case API_CMD_BALLOON: {
+		struct balloon_info bi;
+		if (!vm->balloon) {
+			api_error(fd, "this VM has no balloon (start it with --balloon)");
+			return;
+		}
+		if (req->balloon_auto)
+			bctl_set_auto(vm->bctl);
+		else if (vm->bctl)
+			bctl_set_manual(vm->bctl, req->mib << 20);
+		else
+			balloon_set_target(vm->balloon, req->mib << 8); /* MiB -> 4 KiB pages */
+		balloon_get_info(vm->balloon, &bi);
+		snprintf(out, sizeof(out), "{\"ok\":true,\"target_mib\":%llu,\"mode\":\"%s\"}\n",
+			 (unsigned long long)(bi.target_pages >> 8),
+			 req->balloon_auto ? "auto" : "manual");
+		api_reply(fd, out);
+		return;
+	}
+	case API_CMD_FOREGROUND:
+	case API_CMD_BACKGROUND: {
+		bool fg = req->cmd == API_CMD_FOREGROUND;
+		if (!vm->bctl) {
+			api_error(fd, "this VM has no balloon controller (start it with --balloon)");
+			return;
+		}
+		bctl_set_foreground(vm->bctl, fg, "ctl");
+		snprintf(out, sizeof(out), "{\"ok\":true,\"foreground\":%s}\n", fg ? "true" : "false");
+		api_reply(fd, out);
+		return;
+	}
+	case API_CMD_STATS: {
+		char js[API_MAX_LINE];
+		api_stats_json(vm, js, sizeof(js));
+		api_reply(fd, js);
 		return;
 	}
 	}
@@ -259,12 +374,23 @@ int api_client_main(int argc, char **argv)
 			"  resume   continue after pause\n"
 			"  quit     end the VM (exit status 0; with --state, save first)\n"
 			"  snapshot DIR [--exit]\n"
-			"           pause, save the VM to DIR, then resume (or exit with --exit)\n");
+			"           pause, save the VM to DIR, then resume (or exit with --exit)\n"
+			"  balloon MIB\n"
+			"           set the balloon target: the guest gives MIB MiB back to the\n"
+			"           host (0 returns everything; needs run --balloon)\n"
+			"  balloon auto\n"
+			"           hand the balloon back to its policy (--balloon-policy)\n"
+			"  foreground, background\n"
+			"           the app is in front (the guest's memory has priority) or\n"
+			"           behind (the host's has): the balloon policy follows\n"
+			"  stats    the balloon, the guest's memory statistics, the policy's state\n"
+			"           and pocketvm's RSS\n");
 		return argc < 3 ? 2 : 0;
 	}
 	const char *path = argv[1], *cmd = argv[2];
 	char snapdir[API_MAX_PATH] = "";
 	bool snap_exit = false;
+	long long balloon_mib = -1;
 	if (!strcmp(cmd, "snapshot")) {
 		if (argc < 4 || argc > 5 || (argc == 5 && strcmp(argv[4], "--exit"))) {
 			fprintf(stderr, "usage: pocketvm ctl PATH snapshot DIR [--exit]\n");
@@ -280,6 +406,24 @@ int api_client_main(int argc, char **argv)
 			     argv[3][0] == '/' ? "" : "/", argv[3]) >= (int)sizeof(snapdir)) {
 			fprintf(stderr, "pocketvm ctl: snapshot path too long\n");
 			return 2;
+		}
+	} else if (!strcmp(cmd, "balloon")) {
+		char *end = NULL;
+		unsigned long long v = 0;
+		bool ok = argc == 4 && argv[3][0] >= '0' && argv[3][0] <= '9';
+		if (ok) {
+			errno = 0;
+			v = strtoull(argv[3], &end, 10);
+			ok = !*end && !errno && v <= API_MAX_MIB;
+		}
+		if (argc == 4 && !strcmp(argv[3], "auto")) {
+			balloon_mib = -2; /* {"auto":true} */
+		} else if (!ok) {
+			fprintf(stderr, "usage: pocketvm ctl PATH balloon MIB|auto (MIB 0 to %llu)\n",
+				(unsigned long long)API_MAX_MIB);
+			return 2;
+		} else {
+			balloon_mib = (long long)v;
 		}
 	} else if (argc > 3) {
 		fprintf(stderr, "pocketvm ctl: %s takes no arguments\n", cmd);
@@ -302,6 +446,10 @@ int api_client_main(int argc, char **argv)
 		strcat(req, "\",\"path\":\"");
 		json_escape(req, sizeof(req) - 32, snapdir);
 		strcat(req, snap_exit ? "\",\"exit\":true}\n" : "\"}\n");
+	} else if (balloon_mib >= 0) {
+		snprintf(req + strlen(req), 64, "\",\"mib\":%lld}\n", balloon_mib);
+	} else if (balloon_mib == -2) {
+		strcat(req, "\",\"auto\":true}\n");
 	} else {
 		strcat(req, "\"}\n");
 	}

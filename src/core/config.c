@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static void usage_run(FILE *f)
 	fprintf(f,
 		"usage: pocketvm run [--kernel FILE] [--initrd FILE] [--cmdline TEXT]\n"
 		"                    [--mem SIZE] [--cpus N] [--disk FILE[,ro][,serial=ID]]...\n"
-		"                    [--api PATH] [--no-rng] [--verbose]\n"
+		"                    [--api PATH] [--no-rng] [--balloon[=OPTS]] [--verbose]\n"
 		"       pocketvm run --restore DIR [--disk FILE]... [--api PATH]\n"
 		"       pocketvm run ... --state DIR\n\n"
 		"Boot a guest. The console is this terminal (raw mode when stdin is a\n"
@@ -50,6 +51,27 @@ static void usage_run(FILE *f)
 		"                   the file name (20 bytes at most)\n"
 		"  --api PATH       control socket (mode 0600) for `pocketvm ctl`\n"
 		"  --no-rng         no virtio-rng entropy device\n"
+		"  --balloon[=OPTS] virtio-balloon: `pocketvm ctl PATH balloon MIB` takes memory\n"
+		"                   back from the guest, `ctl PATH stats` shows the guest's\n"
+		"                   memory statistics; pages the guest reports free return to\n"
+		"                   the host. OPTS, comma-separated, switch features off:\n"
+		"                   nostats, nodeflate-on-oom, noreporting\n"
+		"  --balloon-policy SPEC\n"
+		"                   how the balloon follows host memory pressure and the\n"
+		"                   app's foreground/background state (on by default with\n"
+		"                   --balloon): off, or a comma list of KEY=VALUE:\n"
+		"                   fg-limit=0.75  bg-limit=0.95  guest pressure limits\n"
+		"                   margin=64M step=128M floor=64M hold=10s\n"
+		"                   interval=250ms stats-interval=1s\n"
+		"                   start=foreground|background  oom-adj=on|off\n"
+		"                   fg-adj=200 bg-adj=900 (oom_score_adj: <= fg-adj is the\n"
+		"                   foreground, >= bg-adj the background)\n"
+		"                   minfree=P:P:.. adj=A:A:.. (low-memory-killer table when\n"
+		"                   the kernel has none; default Android's)\n"
+		"                   count-cache=off (on: the guest's page cache counts as\n"
+		"                   used memory, as (total - free) / total)\n"
+		"  --metrics FILE   write the balloon controller's samples and decisions to\n"
+		"                   FILE as JSON lines (tools/plot-balloon draws them)\n"
 		"  --restore DIR    resume the snapshot in DIR (from `pocketvm ctl PATH snapshot\n"
 		"                   DIR`): memory, vCPUs, devices, disks and command line come\n"
 		"                   from it; --disk may give other paths for its disks, in order\n"
@@ -57,9 +79,13 @@ static void usage_run(FILE *f)
 		"                   snapshot, else boot; on SIGTERM, SIGINT or `ctl quit` save\n"
 		"                   to DIR and exit; a guest reboot/power-off deletes it\n"
 		"  --force-disks    restore even if a disk changed since the snapshot\n"
-		"  --restore-mode M how guest memory comes back: lazy (map the memory file;\n"
-		"                   pages load when first touched; default, the fastest in\n"
-		"                   bench/snapshot) or eager (read it all before the guest runs)\n"
+		"  --restore-mode M how guest memory comes back: loadset (default, the fastest\n"
+		"                   in bench/snapshot: map the memory file, then prefetch the\n"
+		"                   pages the guest touched first last time, recorded in DIR,\n"
+		"                   while it runs), lazy (map it; pages load when first\n"
+		"                   touched), eager (read it all before the guest runs), or\n"
+		"                   loadset-uffd (RAM filled through userfaultfd, the loading\n"
+		"                   set first)\n"
 		"  -v, --verbose    more log lines (repeat for debug)\n"
 		"  -q, --quiet      errors only\n"
 		"  -h, --help       this text\n",
@@ -129,6 +155,38 @@ int config_parse_disk(char *spec, struct disk_config *d, char *err, size_t errle
 	return 0;
 }
 
+int config_parse_balloon(const char *opts, struct balloon_config *b, char *err, size_t errlen)
+{
+	static const struct { const char *name; size_t off; } off[] = {
+		{ "nostats", offsetof(struct balloon_config, stats) },
+		{ "nodeflate-on-oom", offsetof(struct balloon_config, deflate_on_oom) },
+		{ "noreporting", offsetof(struct balloon_config, free_page_reporting) },
+	};
+	const char *p = opts ? opts : "";
+
+	*b = (struct balloon_config){ .stats = true, .deflate_on_oom = true,
+				      .free_page_reporting = true };
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		size_t i;
+		for (i = 0; i < sizeof(off) / sizeof(off[0]); i++)
+			if (n == strlen(off[i].name) && !strncmp(p, off[i].name, n))
+				break;
+		if (i == sizeof(off) / sizeof(off[0])) {
+			snprintf(err, errlen, "--balloon: unknown option '%.*s' (expected nostats, "
+				 "nodeflate-on-oom or noreporting)", (int)(n < 64 ? n : 64), p);
+			return -EINVAL;
+		}
+		*(bool *)((char *)b + off[i].off) = false;
+		p += n;
+		if (*p == ',' && !*++p) {
+			snprintf(err, errlen, "--balloon: empty option after ','");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 {
 	static const struct option opts[] = {
@@ -140,6 +198,9 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "api", required_argument, NULL, 'a' },
 		{ "no-rng", no_argument, NULL, 'R' },
+		{ "balloon", optional_argument, NULL, 'B' },
+		{ "balloon-policy", required_argument, NULL, 'P' },
+		{ "metrics", required_argument, NULL, 'X' },
 		{ "restore", required_argument, NULL, 'r' },
 		{ "state", required_argument, NULL, 's' },
 		{ "force-disks", no_argument, NULL, 'f' },
@@ -156,7 +217,8 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 	cfg->mem_size = CONFIG_DEFAULT_MEM;
 	cfg->cpus = CONFIG_DEFAULT_CPUS;
 	cfg->rng = true;
-	cfg->restore_mode = RESTORE_LAZY; /* bench/snapshot: running and working set soonest */
+	bctl_config_default(&cfg->bctl);
+	cfg->restore_mode = RESTORE_LOADSET; /* bench/snapshot: running and working set soonest */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
 		switch (c) {
@@ -165,6 +227,26 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 		case 'c': cfg->cmdline = optarg; break;
 		case 'a': cfg->api_path = optarg; break;
 		case 'R': cfg->rng = false; break;
+		case 'P':
+			if (bctl_config_parse(optarg, &cfg->bctl, err, sizeof(err))) {
+				fprintf(stderr, "pocketvm: %s\n", err);
+				return CONFIG_ERROR;
+			}
+			break;
+		case 'X':
+			if (strlen(optarg) >= sizeof(cfg->bctl.metrics_path)) {
+				fprintf(stderr, "pocketvm: --metrics: path too long\n");
+				return CONFIG_ERROR;
+			}
+			snprintf(cfg->bctl.metrics_path, sizeof(cfg->bctl.metrics_path), "%s", optarg);
+			break;
+		case 'B':
+			if (config_parse_balloon(optarg, &cfg->balloon, err, sizeof(err))) {
+				fprintf(stderr, "pocketvm: %s\n", err);
+				return CONFIG_ERROR;
+			}
+			cfg->balloon_enabled = true;
+			break;
 		case 'r': cfg->restore_dir = optarg; break;
 		case 's': cfg->state_dir = optarg; break;
 		case 'f': cfg->force_disks = true; break;
@@ -173,8 +255,13 @@ int config_parse_run(int argc, char **argv, struct vm_config *cfg)
 				cfg->restore_mode = RESTORE_EAGER;
 			} else if (!strcmp(optarg, "lazy")) {
 				cfg->restore_mode = RESTORE_LAZY;
+			} else if (!strcmp(optarg, "loadset")) {
+				cfg->restore_mode = RESTORE_LOADSET;
+			} else if (!strcmp(optarg, "loadset-uffd")) {
+				cfg->restore_mode = RESTORE_LOADSET_UFFD;
 			} else {
-				fprintf(stderr, "pocketvm: --restore-mode %s: expected eager or lazy\n",
+				fprintf(stderr, "pocketvm: --restore-mode %s: expected eager, lazy, "
+						"loadset or loadset-uffd\n",
 					optarg);
 				return CONFIG_ERROR;
 			}

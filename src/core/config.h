@@ -30,4 +30,11 @@ int config_parse_size(const char *s, uint64_t *out);
 /* config_parse_disk - "PATH[,ro][,serial=ID]" into @d. Pure (no I/O). */
 int config_parse_disk(char *spec, struct disk_config *d, char *err, size_t errlen);
 
+/*
+ * config_parse_balloon - the OPTS of --balloon[=OPTS] (NULL or "": every
+ * feature on; "nostats", "nodeflate-on-oom", "noreporting", comma-separated,
+ * switch one off) into @b. Pure. 0, or -EINVAL with a message in @err.
+ */
+int config_parse_balloon(const char *opts, struct balloon_config *b, char *err, size_t errlen);
+
 #endif

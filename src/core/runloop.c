@@ -118,8 +118,15 @@ int vm_run(struct vm *vm, struct api_server *apisrv)
 		}
 	}
 
+	/* The balloon's controller runs on this loop: signals, policy, metrics. */
+	if (vm->balloon) {
+		vm->bctl = bctl_create(vm, &vm->cfg.bctl);
+		if (!vm->bctl)
+			pr_warn("balloon: no controller (out of memory): the balloon stays as it is");
+	}
+
 	for (;;) {
-		struct pollfd pfd[3 + 1 + API_MAX_CLIENTS];
+		struct pollfd pfd[3 + 1 + API_MAX_CLIENTS + BCTL_MAX_FDS];
 		int n = 0;
 
 		pthread_mutex_lock(&vm->lock);
@@ -139,6 +146,8 @@ int vm_run(struct vm *vm, struct api_server *apisrv)
 		}
 		int api_first = n;
 		n += api_server_pollfds(api, pfd + n);
+		int bctl_first = n;
+		n += bctl_pollfds(vm->bctl, pfd + n);
 
 		r = poll(pfd, (nfds_t)n, -1);
 		if (r < 0) {
@@ -158,9 +167,13 @@ int vm_run(struct vm *vm, struct api_server *apisrv)
 			runloop_signal(vm, sig_fd);
 		if (con_idx >= 0 && pfd[con_idx].revents)
 			runloop_console_input(vm, &con);
-		if (n > api_first)
-			api_server_handle(api, pfd + api_first, n - api_first, vm);
+		if (bctl_first > api_first)
+			api_server_handle(api, pfd + api_first, bctl_first - api_first, vm);
+		if (n > bctl_first)
+			bctl_handle(vm->bctl, pfd + bctl_first, n - bctl_first);
 	}
+	bctl_destroy(vm->bctl);
+	vm->bctl = NULL;
 
 	/* Stop: every vCPU was kicked by vm_request_exit(); wait until all have
 	 * left, kicking again if one missed it, then join them. */

@@ -23,6 +23,7 @@
 #include "devices/uart.h"
 #include "pci/pci.h"
 #include "snapshot/snapshot.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/rng.h"
 #include "virtio/virtio.h"
@@ -87,6 +88,7 @@ static int vm_set_memslots(struct vm *vm)
 		struct gm_region *r = &vm->mem.region[i];
 		struct kvm_userspace_memory_region slot = {
 			.slot = (uint32_t)i,
+			.flags = vm->memslot_flags,
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
@@ -98,6 +100,18 @@ static int vm_set_memslots(struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+int vm_set_memslot_flags(struct vm *vm, uint32_t flags)
+{
+	uint32_t old = vm->memslot_flags;
+	vm->memslot_flags = flags;
+	int r = vm_set_memslots(vm);
+	if (r) {
+		vm->memslot_flags = old;
+		vm_set_memslots(vm);
+	}
+	return r;
 }
 
 static int vm_create_irqchip(struct vm *vm)
@@ -147,6 +161,11 @@ static int vm_create_devices(struct vm *vm)
 		if (r)
 			return r;
 	}
+	if (vm->cfg.balloon_enabled) {
+		r = virtio_balloon_create(vm, &vm->cfg.balloon);
+		if (r)
+			return r;
+	}
 	return 0;
 }
 
@@ -188,6 +207,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct snap_image *img
 	r = vm_set_memslots(vm);
 	if (r)
 		return r;
+	/* A restore brings RAM back from here on, while the rest is created. */
+	if (img && (r = snapshot_restore_begin(vm, img, err, sizeof(err)))) {
+		pr_err("restore: %s", err);
+		return r;
+	}
 	r = vm_create_irqchip(vm);
 	if (r)
 		return r;
@@ -238,7 +262,13 @@ int vm_snapshot(struct vm *vm, const char *dir, bool then_exit, char *err, size_
 	/* Quiesce: a device thread finishes its batch, then waits on its lock. */
 	for (int i = 0; i < vm->nr_vdev; i++)
 		pthread_mutex_lock(&vm->vdev[i]->lock);
-	int r = snapshot_save(vm, dir, err, errlen);
+	int r = snapshot_save(vm, dir, !then_exit, err, errlen);
+	/* Chains the driver made available but no device popped are in the
+	 * snapshot, to be served after the restore. When the VM ends here they
+	 * must not be served now as well: that would write to the disks after
+	 * their identity was recorded, and the restore would refuse them. */
+	for (int i = 0; i < vm->nr_vdev && !r && then_exit; i++)
+		vm->vdev[i]->frozen = true;
 	for (int i = vm->nr_vdev - 1; i >= 0; i--)
 		pthread_mutex_unlock(&vm->vdev[i]->lock);
 	if (!r && then_exit)
@@ -353,9 +383,11 @@ void vm_destroy(struct vm *vm)
 	for (int i = 0; i < vm->nr_vdev; i++)
 		virtio_dev_destroy(vm->vdev[i]);
 	vm->nr_vdev = 0;
+	vm->balloon = NULL;
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpu[i]);
 	vm->nr_vcpus = 0;
+	snapshot_vm_free(vm); /* loader threads serve RAM: before it goes */
 	uart_destroy(vm->uart);
 	vm->uart = NULL;
 	free(vm->pci);

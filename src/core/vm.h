@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
+#include "balloon/controller.h"
 #include "bus/io_bus.h"
 #include "bus/irq.h"
 #include "mem/guest_mem.h"
@@ -25,6 +26,13 @@ struct disk_config {
 	const char *serial; /* NULL: derived from the file name */
 };
 
+/* virtio-balloon features the device offers (all on by default). */
+struct balloon_config {
+	bool stats;		  /* VIRTIO_BALLOON_F_STATS_VQ */
+	bool deflate_on_oom;	  /* VIRTIO_BALLOON_F_DEFLATE_ON_OOM */
+	bool free_page_reporting; /* VIRTIO_BALLOON_F_FREE_PAGE_REPORTING */
+};
+
 struct vm_config {
 	uint64_t mem_size;
 	int cpus;
@@ -35,6 +43,9 @@ struct vm_config {
 	int nr_disks;
 	const char *api_path;
 	bool rng;
+	bool balloon_enabled;	  /* --balloon */
+	struct balloon_config balloon;
+	struct bctl_config bctl;  /* --balloon-policy, --metrics */
 	bool console_raw; /* raw terminal + escape sequence (stdin is a tty) */
 	const char *restore_dir; /* --restore: the machine comes from this snapshot */
 	const char *state_dir;	 /* --state: restore if valid, save on the way out */
@@ -42,7 +53,12 @@ struct vm_config {
 	enum restore_mode {
 		RESTORE_EAGER,	 /* read the memory file's data extents into RAM */
 		RESTORE_LAZY,	 /* map the memory file MAP_PRIVATE: pages load on first touch */
+		RESTORE_LOADSET, /* lazy, and the recorded loading set prefetched first while
+				    the guest runs, then the rest */
+		RESTORE_LOADSET_UFFD, /* RAM filled through userfaultfd: the loading set
+					 first while the guest runs, then the rest */
 	} restore_mode;
+	uint64_t start_ns;	 /* CLOCK_MONOTONIC at main(): the restore timeline's zero */
 };
 
 enum vm_exit {
@@ -68,8 +84,10 @@ struct vcpu {
 
 struct pci_bus;
 struct snap_image;
+struct snap_runtime;
 struct virtio_dev;
 struct uart;
+struct balloon;
 
 struct vm {
 	struct vm_config cfg;
@@ -85,6 +103,8 @@ struct vm {
 	struct uart *uart;
 	struct virtio_dev *vdev[VM_MAX_DISKS + 4];
 	int nr_vdev;
+	struct balloon *balloon; /* the virtio-balloon among vdev[], or NULL */
+	struct bctl *bctl;	 /* its controller while the VM runs, or NULL */
 	struct vcpu vcpu[VM_MAX_VCPUS];
 	int nr_vcpus;
 
@@ -96,6 +116,11 @@ struct vm {
 	int running_vcpus;   /* vCPU threads alive */
 	enum vm_exit exit;   /* first reason to stop wins */
 	int wake_fd;	     /* eventfd: wakes the main loop on exit */
+
+	/* Snapshots: memory slot flags (KVM_MEM_LOG_DIRTY_PAGES while writes are
+	 * tracked for incremental saves) and the snapshot runtime (snapshot/). */
+	uint32_t memslot_flags;
+	struct snap_runtime *snap;
 };
 
 /*
@@ -124,6 +149,12 @@ void vm_stop_signals(sigset_t *set);
  */
 struct api_server;
 int vm_run(struct vm *vm, struct api_server *api);
+
+/*
+ * vm_set_memslot_flags - set @flags (KVM_MEM_*) on every RAM memory slot.
+ * 0 or a negative errno (then the slots keep their old flags).
+ */
+int vm_set_memslot_flags(struct vm *vm, uint32_t flags);
 
 /* Tear down everything vm_create() built. */
 void vm_destroy(struct vm *vm);

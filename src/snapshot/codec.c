@@ -116,12 +116,57 @@ static void crc_init(void)
 					  crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
+#if defined(__x86_64__)
+/* The SSE4.2 CRC32 instruction computes exactly CRC32C: 8 bytes at a time,
+ * about 10x the table version (loading sets and memory are CRC'd in bulk). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
+							     size_t len)
+{
+	uint64_t c = ~crc;
+	while (len && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+		len--;
+	}
+	for (; len >= 32; p += 32, len -= 32) {
+		uint64_t w[4];
+		memcpy(w, p, 32);
+		c = __builtin_ia32_crc32di(c, w[0]);
+		c = __builtin_ia32_crc32di(c, w[1]);
+		c = __builtin_ia32_crc32di(c, w[2]);
+		c = __builtin_ia32_crc32di(c, w[3]);
+	}
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
+
+static bool have_hw;
+
+static void crc_setup(void)
+{
+	crc_init();
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	have_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const uint8_t *p = buf;
 
-	pthread_once(&once, crc_init);
+	pthread_once(&once, crc_setup);
+#if defined(__x86_64__)
+	if (have_hw)
+		return crc32c_hw(crc, p, len);
+#endif
 	crc = ~crc;
 	/* slicing-by-8 */
 	while (len >= 8) {

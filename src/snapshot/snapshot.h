@@ -8,6 +8,7 @@
 #ifndef POCKETVM_SNAPSHOT_H
 #define POCKETVM_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,8 @@
 enum snap_section_id {
 	SNAP_SEC_MACHINE = 0x0001,  /* configuration: memory, vCPUs, cmdline, disks */
 	SNAP_SEC_VM = 0x0002,	    /* irqchip, PIT, clock */
+	SNAP_SEC_BALLOON = 0x0003,  /* the machine has a virtio-balloon: its configuration */
+	SNAP_SEC_MEMORY = 0x0004,   /* which memory file holds RAM; the other file's diff */
 	SNAP_SEC_VCPU = 0x0100,	    /* + vCPU index */
 	SNAP_SEC_UART = 0x0200,
 	SNAP_SEC_VIRTIO = 0x0300,   /* + device index */
@@ -44,10 +47,14 @@ void snap_host_identity(struct vm *vm, struct snap_host *h);
 
 /*
  * snapshot_save - save @vm, which the caller has paused (vm_pause and
- * devices quiesced), to directory @dir. Returns 0 or a negative errno with
- * a message in @err. On failure the previous snapshot at @dir is untouched.
+ * devices quiesced), to directory @dir: incrementally when @dir holds the
+ * snapshot RAM is known against and writes were tracked since, else
+ * completely. @keep_running: the VM goes on afterwards (then writes are
+ * tracked from now on, for the next save). Returns 0 or a negative errno
+ * with a message in @err. On failure the previous snapshot at @dir is
+ * untouched.
  */
-int snapshot_save(struct vm *vm, const char *dir, char *err, size_t errlen);
+int snapshot_save(struct vm *vm, const char *dir, bool keep_running, char *err, size_t errlen);
 
 /*
  * snapshot_read_config - read and validate the snapshot at @dir far enough
@@ -60,11 +67,29 @@ struct snap_image *snapshot_open(const char *dir, struct vm_config *cfg, char *e
 void snapshot_close(struct snap_image *img);
 
 /*
- * snapshot_restore - install memory and state from @img into @vm, which
- * vm_create() built from the configuration snapshot_open() returned
- * (without booting). Returns 0 or a negative errno with @err.
+ * snapshot_restore_begin - start bringing RAM back from @img by the restore
+ * mode (eager: readers in the background; lazy: the mapping; loading set:
+ * the loader). vm_create() calls it as soon as RAM and its memory slots
+ * exist, so that reading overlaps creating the irqchip, devices and vCPUs.
+ * Returns 0 or a negative errno with @err.
+ */
+int snapshot_restore_begin(struct vm *vm, struct snap_image *img, char *err, size_t errlen);
+
+/*
+ * snapshot_restore - validate the devices' state against the devices as
+ * created, wait for RAM (eager), then install CPU, irqchip and device
+ * state from @img into @vm, which vm_create() built from the configuration
+ * snapshot_open() returned (without booting). Returns 0 or a negative
+ * errno with @err.
  */
 int snapshot_restore(struct vm *vm, struct snap_image *img, char *err, size_t errlen);
+
+/*
+ * snapshot_vm_free - stop what a restore left running (the loading-set
+ * loader and recorder) and free the VM's snapshot runtime. vm_destroy()
+ * calls it after the vCPU and device threads are gone, before RAM is freed.
+ */
+void snapshot_vm_free(struct vm *vm);
 
 /* snapshot_remove - delete the snapshot directory @dir (its files, then it). */
 void snapshot_remove(const char *dir);

@@ -55,7 +55,8 @@ struct virtio_dev_ops {
 	/*
 	 * Snapshot hooks for device-specific state (the transport saves the
 	 * rest). save NULL means the device cannot be saved and snapshot
-	 * refuses. load must validate everything it reads.
+	 * refuses. load must validate everything it reads before it changes
+	 * anything; it runs after the transport state is installed.
 	 */
 	int (*save)(struct virtio_dev *d, struct enc *e);
 	int (*load)(struct virtio_dev *d, struct dec *dd);
@@ -108,6 +109,9 @@ struct virtio_dev {
 	int epoll_fd;
 	int stop_fd;
 	bool thread_started;
+	/* Set under lock by a snapshot that ends the VM: the I/O thread serves
+	 * nothing more, so the disks stay as the snapshot recorded them. */
+	bool frozen;
 };
 
 /*
@@ -140,10 +144,49 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
  */
 int virtio_save(struct virtio_dev *d, struct enc *e);
 
+/* A device's saved transport state, decoded but not installed. */
+struct virtio_saved {
+	uint16_t device_id, num_queues;
+	uint64_t host_features, driver_features;
+	uint32_t dfselect, gfselect;
+	uint8_t status, config_generation, isr;
+	uint16_t queue_sel, msix_config;
+	struct {
+		struct virtq vq; /* size, ring addresses, indices (not resolved) */
+		bool enabled;
+		uint16_t msix_vector;
+	} q[VIRTIO_MAX_QUEUES];
+	uint16_t nr_vectors;
+	struct msix_entry msix[VIRTIO_MAX_QUEUES + 1];
+	uint64_t msix_pba;
+	uint8_t cfg[PCI_CFG_SIZE];
+	const uint8_t *dev_payload; /* the device's own part (ops->save's bytes) */
+	size_t dev_len;
+};
+
 /*
- * virtio_load - decode and validate, then install, into a device created
- * with the same configuration; re-arms MSI routes, BARs and queues.
+ * virtio_state_decode - decode what virtio_save() wrote, checking only what
+ * needs no device (counts and sizes within limits, accepted features a
+ * subset of offered ones). Pure. 0 or -EINVAL. @s points into @dd's buffer.
  */
+int virtio_state_decode(struct dec *dd, struct virtio_saved *s);
+
+/*
+ * virtio_state_check - does @s fit device @d as created (type, queues,
+ * features, vectors, config-space identity, rings inside RAM)? Changes
+ * nothing. 0 or -EINVAL.
+ */
+int virtio_state_check(struct virtio_dev *d, const struct virtio_saved *s);
+
+/*
+ * virtio_state_install - install checked state: features, status, queues,
+ * MSI-X routes, the config space through the normal write path so the BARs
+ * decode again, then the device's own payload through ops->load (which must
+ * consume it exactly). 0, -EINVAL (device payload) or an errno from KVM.
+ */
+int virtio_state_install(struct virtio_dev *d, const struct virtio_saved *s);
+
+/* virtio_load - decode, check and install in one go (one device). */
 int virtio_load(struct virtio_dev *d, struct dec *dd);
 
 /* Run every enabled queue's handler once (after restore: pending chains). */

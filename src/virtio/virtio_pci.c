@@ -195,7 +195,12 @@ static void virtio_set_status(struct virtio_dev *d, uint8_t val)
 			d->q[i].vq.indirect = virtio_has_feature(d, VIRTIO_F_INDIRECT_DESC);
 		}
 	}
+	bool now_ok = (val & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_DRIVER_OK);
 	d->status = (uint8_t)(val | (d->status & VIRTIO_STATUS_NEEDS_RESET));
+	/* Serve chains made available before DRIVER_OK, whose notifications
+	 * the I/O thread dropped: Linux's balloon primes its stats queue then. */
+	if (now_ok)
+		virtio_kick_all(d);
 }
 
 static struct virtio_queue *virtio_selected(struct virtio_dev *d)
@@ -442,7 +447,7 @@ static void *virtio_thread(void *arg)
 				continue;
 			pthread_mutex_lock(&d->lock);
 			struct virtio_queue *q = &d->q[qi];
-			if ((d->status & VIRTIO_STATUS_DRIVER_OK) &&
+			if (!d->frozen && (d->status & VIRTIO_STATUS_DRIVER_OK) &&
 			    !(d->status & VIRTIO_STATUS_NEEDS_RESET) && q->enabled && !q->vq.broken)
 				d->ops->queue_notify(d, qi);
 			pthread_mutex_unlock(&d->lock);
@@ -623,89 +628,143 @@ int virtio_save(struct virtio_dev *d, struct enc *e)
 	return d->ops->save(d, e);
 }
 
-int virtio_load(struct virtio_dev *d, struct dec *dd)
+/*
+ * Loading is three steps so a restore validates every device's transport
+ * state before it installs any: decode (pure, from the section alone: the
+ * state-file fuzzer runs it), check (against the device as created:
+ * identity, features, vectors, rings inside RAM), install (then the
+ * device's own payload through ops->load, which validates before it
+ * changes anything).
+ */
+int virtio_state_decode(struct dec *dd, struct virtio_saved *s)
 {
-	struct virtio_queue q[VIRTIO_MAX_QUEUES];
-	struct msix_entry msix[VIRTIO_MAX_QUEUES + 1];
-	uint8_t cfg[PCI_CFG_SIZE];
-
-	if (dec_u16(dd) != d->ops->device_id || dec_u16(dd) != d->ops->num_queues)
+	memset(s, 0, sizeof(*s));
+	s->device_id = dec_u16(dd);
+	s->num_queues = dec_u16(dd);
+	if (s->num_queues > VIRTIO_MAX_QUEUES)
 		return -EINVAL;
-	uint64_t host_features = dec_u64(dd), driver_features = dec_u64(dd);
-	uint32_t dfselect = dec_u32(dd), gfselect = dec_u32(dd);
-	uint8_t status = dec_u8(dd), gen = dec_u8(dd), isr = dec_u8(dd);
-	uint16_t queue_sel = dec_u16(dd), msix_config = dec_u16(dd);
-	if (host_features != d->host_features || (driver_features & ~host_features))
-		return -EINVAL;
-	for (int i = 0; i < d->ops->num_queues; i++) {
-		q[i] = d->q[i];
-		q[i].vq.size = dec_u16(dd);
-		q[i].enabled = dec_u8(dd) != 0;
-		q[i].msix_vector = dec_u16(dd);
-		q[i].vq.desc_gpa = dec_u64(dd);
-		q[i].vq.avail_gpa = dec_u64(dd);
-		q[i].vq.used_gpa = dec_u64(dd);
-		q[i].vq.last_avail = dec_u16(dd);
-		q[i].vq.used_idx = dec_u16(dd);
-		q[i].vq.signalled_used = dec_u16(dd);
-		q[i].vq.signalled_used_valid = dec_u8(dd) != 0;
-		q[i].vq.broken = dec_u8(dd) != 0;
-		q[i].vq.event_idx = (driver_features >> VIRTIO_F_EVENT_IDX) & 1;
-		q[i].vq.indirect = (driver_features >> VIRTIO_F_INDIRECT_DESC) & 1;
-		if (q[i].vq.size > d->ops->queue_size ||
-		    (q[i].msix_vector >= d->nr_vectors && q[i].msix_vector != VIRTIO_NO_VECTOR))
+	s->host_features = dec_u64(dd);
+	s->driver_features = dec_u64(dd);
+	s->dfselect = dec_u32(dd);
+	s->gfselect = dec_u32(dd);
+	s->status = dec_u8(dd);
+	s->config_generation = dec_u8(dd);
+	s->isr = dec_u8(dd);
+	s->queue_sel = dec_u16(dd);
+	s->msix_config = dec_u16(dd);
+	for (int i = 0; i < s->num_queues; i++) {
+		struct virtq *q = &s->q[i].vq;
+		q->size = dec_u16(dd);
+		s->q[i].enabled = dec_u8(dd) != 0;
+		s->q[i].msix_vector = dec_u16(dd);
+		q->desc_gpa = dec_u64(dd);
+		q->avail_gpa = dec_u64(dd);
+		q->used_gpa = dec_u64(dd);
+		q->last_avail = dec_u16(dd);
+		q->used_idx = dec_u16(dd);
+		q->signalled_used = dec_u16(dd);
+		q->signalled_used_valid = dec_u8(dd) != 0;
+		q->broken = dec_u8(dd) != 0;
+		q->event_idx = (s->driver_features >> VIRTIO_F_EVENT_IDX) & 1;
+		q->indirect = (s->driver_features >> VIRTIO_F_INDIRECT_DESC) & 1;
+		if (q->size > VIRTQ_MAX_SIZE)
 			return -EINVAL;
 	}
-	if (dec_u16(dd) != d->nr_vectors)
+	s->nr_vectors = dec_u16(dd);
+	if (s->nr_vectors > VIRTIO_MAX_QUEUES + 1)
 		return -EINVAL;
-	for (int v = 0; v < d->nr_vectors; v++) {
-		msix[v].addr = dec_u64(dd);
-		msix[v].data = dec_u32(dd);
-		msix[v].ctrl = dec_u32(dd) & 1;
+	for (int v = 0; v < s->nr_vectors; v++) {
+		s->msix[v].addr = dec_u64(dd);
+		s->msix[v].data = dec_u32(dd);
+		s->msix[v].ctrl = dec_u32(dd) & 1;
 	}
-	uint64_t pba = dec_u64(dd);
-	dec_bytes(dd, cfg, sizeof(cfg));
-	if (dd->err)
+	s->msix_pba = dec_u64(dd);
+	dec_bytes(dd, s->cfg, sizeof(s->cfg));
+	if (dd->err || (s->driver_features & ~s->host_features))
+		return -EINVAL;
+	/* The device's own payload: checked against the device by ops->load. */
+	s->dev_len = dec_left(dd);
+	s->dev_payload = dec_take(dd, s->dev_len);
+	return 0;
+}
+
+int virtio_state_check(struct virtio_dev *d, const struct virtio_saved *s)
+{
+	if (s->device_id != d->ops->device_id || s->num_queues != d->ops->num_queues ||
+	    s->host_features != d->host_features || s->nr_vectors != d->nr_vectors)
 		return -EINVAL;
 	/* Identity fields of the config space must match this device. */
-	if (memcmp(cfg, d->pci.cfg, 4) != 0)
+	if (memcmp(s->cfg, d->pci.cfg, 4) != 0)
 		return -EINVAL;
-	if (msix_config >= d->nr_vectors && msix_config != VIRTIO_NO_VECTOR)
+	if (s->msix_config >= d->nr_vectors && s->msix_config != VIRTIO_NO_VECTOR)
 		return -EINVAL;
+	for (int i = 0; i < s->num_queues; i++) {
+		struct virtq probe = s->q[i].vq; /* a copy: activation only resolves pointers */
+		probe.name = d->q[i].name;
+		if (probe.size > d->ops->queue_size ||
+		    (s->q[i].msix_vector >= d->nr_vectors && s->q[i].msix_vector != VIRTIO_NO_VECTOR))
+			return -EINVAL;
+		if (s->q[i].enabled && virtq_activate(&probe, &d->vm->mem))
+			return -EINVAL; /* ring outside RAM: the snapshot is inconsistent */
+	}
+	if (!d->ops->load && s->dev_len)
+		return -EINVAL;
+	return 0;
+}
 
-	/* Install. */
+int virtio_state_install(struct virtio_dev *d, const struct virtio_saved *s)
+{
 	pthread_mutex_lock(&d->lock);
-	d->driver_features = driver_features;
-	d->dfselect = dfselect;
-	d->gfselect = gfselect;
-	d->status = status;
-	d->config_generation = gen;
-	d->isr = isr;
-	d->queue_sel = queue_sel;
-	d->msix_config = msix_config;
+	d->driver_features = s->driver_features;
+	d->dfselect = s->dfselect;
+	d->gfselect = s->gfselect;
+	d->status = s->status;
+	d->config_generation = s->config_generation;
+	d->isr = s->isr;
+	d->queue_sel = s->queue_sel;
+	d->msix_config = s->msix_config;
 	int r = 0;
 	for (int i = 0; i < d->ops->num_queues && !r; i++) {
-		d->q[i] = q[i];
-		d->q[i].vq.ready = false;
-		if (d->q[i].enabled && virtq_activate(&d->q[i].vq, &d->vm->mem))
-			r = -EINVAL; /* ring outside RAM: the snapshot is inconsistent */
+		struct virtio_queue *q = &d->q[i];
+		const char *name = q->vq.name;
+		q->vq = s->q[i].vq;
+		q->vq.name = name;
+		q->vq.ready = false;
+		q->enabled = s->q[i].enabled;
+		q->msix_vector = s->q[i].msix_vector;
+		if (q->enabled && virtq_activate(&q->vq, &d->vm->mem))
+			r = -EINVAL; /* checked before: cannot happen */
 	}
 	for (int v = 0; v < d->nr_vectors && !r; v++) {
-		d->msix[v] = msix[v];
-		if (msix[v].addr)
-			r = irq_msi_set(&d->vm->irq, (uint32_t)d->msix_gsi[v], msix[v].addr,
-					msix[v].data);
+		d->msix[v] = s->msix[v];
+		if (s->msix[v].addr)
+			r = irq_msi_set(&d->vm->irq, (uint32_t)d->msix_gsi[v], s->msix[v].addr,
+					s->msix[v].data);
 	}
-	d->msix_pba = pba;
+	d->msix_pba = s->msix_pba;
 	pthread_mutex_unlock(&d->lock);
 	if (r)
 		return r;
 	/* Config space through the normal write path so BARs decode again. */
-	memcpy(d->pci.cfg, cfg, sizeof(cfg));
-	uint16_t cmd = (uint16_t)(cfg[PCI_COMMAND] | cfg[PCI_COMMAND + 1] << 8);
+	memcpy(d->pci.cfg, s->cfg, sizeof(s->cfg));
+	uint16_t cmd = (uint16_t)(s->cfg[PCI_COMMAND] | s->cfg[PCI_COMMAND + 1] << 8);
 	d->pci.cfg[PCI_COMMAND] = 0;
 	pci_cfg_write(&d->pci, PCI_COMMAND, 2, cmd);
-	return d->ops->load ? d->ops->load(d, dd) : 0;
+	/* The device's own state last: its hook may depend on the transport's
+	 * (negotiated features, enabled queues). */
+	struct dec dd;
+	dec_init(&dd, s->dev_payload, s->dev_len);
+	r = d->ops->load ? d->ops->load(d, &dd) : 0;
+	return r ? r : dd.err || dec_left(&dd) ? -EINVAL : 0;
+}
+
+int virtio_load(struct virtio_dev *d, struct dec *dd)
+{
+	struct virtio_saved s;
+	int r = virtio_state_decode(dd, &s);
+	if (!r)
+		r = virtio_state_check(d, &s);
+	return r ? r : virtio_state_install(d, &s);
 }
 
 void virtio_kick_all(struct virtio_dev *d)

@@ -100,6 +100,7 @@ static int chain_add(struct virtq *q, struct virtq_chain *c, const struct virtq_
 	c->iov[*count].iov_len = len;
 	(*count)++;
 	if (writable) {
+		gm_mark_dirty_hva(q->mem, p, len); /* the device may write it: snapshots save it */
 		c->n_in++;
 		c->in_len += len;
 	} else {
@@ -191,6 +192,7 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 		/* avail_event: tell the driver where to notify us next. */
 		volatile uint16_t *ae = (volatile uint16_t *)(q->used + USED_RING + 8u * q->size);
 		__atomic_store_n(ae, q->last_avail, __ATOMIC_RELEASE);
+		gm_mark_dirty_hva(q->mem, (const void *)ae, 2);
 	}
 	return 1;
 }
@@ -205,6 +207,8 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	memcpy((void *)(e + 4), &len, 4);
 	q->used_idx++;
 	__atomic_store_n((volatile uint16_t *)(q->used + USED_IDX), q->used_idx, __ATOMIC_RELEASE);
+	gm_mark_dirty_hva(q->mem, (const void *)e, 8);
+	gm_mark_dirty_hva(q->mem, (const void *)(q->used + USED_IDX), 2);
 }
 
 bool virtq_should_notify(struct virtq *q)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/le.h"
 #include "harness.h"
 #include "snapshot/codec.h"
 #include "snapshot/snapshot.h"
@@ -12,18 +13,50 @@
 #define GOLDEN_DIR "tests/golden"
 #endif
 
-static uint8_t *golden;
-static size_t golden_len;
+static uint8_t *golden, *golden_mem;
+static size_t golden_len, golden_mem_len;
+
+static int load_file(const char *path, uint8_t **buf, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	*buf = malloc(1 << 20);
+	*len = fread(*buf, 1, 1 << 20, f);
+	fclose(f);
+	return *len > 0 ? 0 : -1;
+}
 
 static int load_golden(void)
 {
-	FILE *f = fopen(GOLDEN_DIR "/v1-loop-2cpu-rng/state", "rb");
-	if (!f)
-		return -1;
-	golden = malloc(1 << 20);
-	golden_len = fread(golden, 1, 1 << 20, f);
-	fclose(f);
-	return golden_len > 0 ? 0 : -1;
+	/* v1 as first released, and v1 with a MEMORY section naming memory.1 as
+	 * the other file with a one-run diff (three saves: complete, other
+	 * file, incremental). */
+	return load_file(GOLDEN_DIR "/v1-loop-2cpu-rng/state", &golden, &golden_len) ||
+	       load_file(GOLDEN_DIR "/v1-memsec-incr-2cpu-rng/state", &golden_mem, &golden_mem_len);
+}
+
+/* Offset of section @id's header in @b, or 0. */
+static size_t section_at(const uint8_t *b, size_t len, uint32_t id)
+{
+	uint32_t nreg = le32(b + 44);
+	size_t pos = 48 + 24 * (size_t)nreg + 8;
+	while (pos + 16 <= len) {
+		uint32_t sid = le32(b + pos), slen = le32(b + pos + 8);
+		if (sid == id)
+			return pos;
+		if (sid == 0xffff)
+			break;
+		pos += 16 + slen;
+	}
+	return 0;
+}
+
+/* Recompute section @at's CRC after its header or payload was changed. */
+static void reseal(uint8_t *b, size_t at)
+{
+	uint32_t len = le32(b + at + 8);
+	put32(b + at + 12, crc32c(crc32c(0, b + at, 12), b + at + 16, len));
 }
 
 TEST(codec_roundtrip)
@@ -121,6 +154,77 @@ TEST(foreign_version_and_host)
 	free(b);
 }
 
+TEST(golden_v1_memory_section)
+{
+	char err[256] = "";
+	int r = snapshot_parse(golden_mem, golden_mem_len, NULL, err, sizeof(err));
+	if (r)
+		fprintf(stderr, "  golden: %s\n", err);
+	CHECK_EQ(r, 0);
+	for (size_t n = 0; n < golden_mem_len; n++)
+		if (snapshot_parse(golden_mem, n, NULL, err, sizeof(err)) == 0) {
+			fprintf(stderr, "  truncated to %zu bytes was accepted\n", n);
+			CHECK(0);
+			break;
+		}
+	uint8_t *b = malloc(golden_mem_len);
+	memcpy(b, golden_mem, golden_mem_len);
+	for (size_t i = 0; i < golden_mem_len; i++) {
+		b[i] ^= 0x21;
+		if (snapshot_parse(b, golden_mem_len, NULL, err, sizeof(err)) == 0) {
+			fprintf(stderr, "  flip at %zu accepted\n", i);
+			CHECK(0);
+			break;
+		}
+		b[i] ^= 0x21;
+	}
+	free(b);
+}
+
+/* Payloads that are checksummed correctly but make no sense are refused. */
+TEST(inconsistent_sections_refused)
+{
+	static const struct {
+		const char *what;
+		uint32_t id;
+		size_t off; /* in the payload */
+		uint8_t val;
+		const char *err;
+	} t[] = {
+		{ "current file 2", 0x0004, 24, 2, "memory section" },
+		{ "other generation = current", 0x0004, 25, 3, "memory section" },
+		{ "generation 0", 0x0004, 16, 0, "memory section" },
+		{ "diff run outside RAM", 0x0004, 37 + 7, 0x40, "memory section" },
+		{ "9 queues", 0x0300, 2, 9, "device 0" },
+		{ "64 MSI-X vectors", 0x0300, 35 + 37, 64, "device 0" }, /* after one queue */
+		{ "UART FIFO count", 0x0200, 8, 200, "UART" },
+	};
+	char err[256];
+	uint8_t *b = malloc(golden_mem_len);
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memcpy(b, golden_mem, golden_mem_len);
+		size_t at = section_at(b, golden_mem_len, t[i].id);
+		CHECK(at != 0);
+		if (!at)
+			continue;
+		b[at + 16 + t[i].off] = t[i].val;
+		reseal(b, at);
+		err[0] = 0;
+		int r = snapshot_parse(b, golden_mem_len, NULL, err, sizeof(err));
+		if (r == 0 || !strstr(err, t[i].err))
+			fprintf(stderr, "  %s: %d \"%s\"\n", t[i].what, r, err);
+		CHECK(r < 0 && strstr(err, t[i].err));
+	}
+	/* devices numbered with a gap: VIRTIO 0 renamed VIRTIO 5 */
+	memcpy(b, golden_mem, golden_mem_len);
+	size_t at = section_at(b, golden_mem_len, 0x0300);
+	put32(b + at, 0x0305);
+	reseal(b, at);
+	CHECK(snapshot_parse(b, golden_mem_len, NULL, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "lacks device 0") != NULL);
+	free(b);
+}
+
 int main(void)
 {
 	if (load_golden()) {
@@ -133,6 +237,9 @@ int main(void)
 	RUN(every_truncation_refused);
 	RUN(every_byte_flip_refused);
 	RUN(foreign_version_and_host);
+	RUN(golden_v1_memory_section);
+	RUN(inconsistent_sections_refused);
 	free(golden);
+	free(golden_mem);
 	TEST_MAIN_END();
 }
