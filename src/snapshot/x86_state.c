@@ -10,6 +10,9 @@
 
 /* --- reading and installing --- */
 
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+
 int x86_msr_list(struct vm *vm, struct vcpu *v, uint32_t *idx, uint32_t max)
 {
 	struct kvm_msr_list *l = calloc(1, sizeof(*l) + 1024 * sizeof(uint32_t));
@@ -115,6 +118,21 @@ int x86_vcpu_set(struct vcpu *v, const struct x86_vcpu_state *st)
 	if (ioctl(v->fd, KVM_SET_LAPIC, &st->lapic) < 0 ||
 	    ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
 		return -errno;
+	/* KVM ignores a TSC deadline written while the LAPIC timer is not in
+	 * TSC-deadline mode, which it was not until KVM_SET_LAPIC: write it
+	 * again now, or a guest waiting for its next tick sleeps forever. */
+	for (uint32_t k = 0; k < st->nr_msrs; k++) {
+		if (st->msrs[k].index != MSR_IA32_TSC_DEADLINE)
+			continue;
+		struct {
+			struct kvm_msrs h;
+			struct kvm_msr_entry e;
+		} one = { .h.nmsrs = 1, .e = st->msrs[k] };
+		if (ioctl(v->fd, KVM_SET_MSRS, &one) != 1) {
+			pr_err("snapshot: vcpu%d: cannot restore the TSC deadline", v->id);
+			return -EIO;
+		}
+	}
 	return 0;
 }
 
@@ -136,7 +154,6 @@ int x86_vm_get(struct vm *vm, struct x86_vm_state *st)
 	return 0;
 }
 
-#define MSR_IA32_TSC 0x10
 
 void x86_advance_time(struct x86_vm_state *vm, struct x86_vcpu_state *vcpus, int n,
 		      uint64_t elapsed_ns, uint32_t tsc_khz)

@@ -192,6 +192,11 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 		/* avail_event: tell the driver where to notify us next. */
 		volatile uint16_t *ae = (volatile uint16_t *)(q->used + USED_RING + 8u * q->size);
 		__atomic_store_n(ae, q->last_avail, __ATOMIC_RELEASE);
+		/* Store-load order: the driver must see the new avail_event before
+		 * our next read of avail idx, or a chain it adds in between may go
+		 * without a notification (x86 reorders a later load before this
+		 * store; vhost has the same barrier). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		gm_mark_dirty_hva(q->mem, (const void *)ae, 2);
 	}
 	return 1;
