@@ -98,11 +98,18 @@ if [ -x tests/integration/guest-tests.sh ]; then
 fi
 run_counted "integration:cli" tests/integration/cli.sh "$BUILD/pocketvm"
 run_counted "integration:snapshot" python3 tests/integration/snapshot_test.py "$BUILD/pocketvm"
+run_counted "integration:snapshot-inflight" python3 tests/integration/snapshot_inflight_test.py \
+	"$BUILD/pocketvm"
+run_counted "integration:balloon" python3 tests/integration/balloon_test.py "$BUILD/pocketvm"
+run_counted "integration:balloon-policy" python3 tests/integration/balloon_policy_test.py \
+	"$BUILD/pocketvm"
 
-# 5. The real Linux guest (slow here: one boot)
+# 5. The real Linux guest (slow here: one boot per script)
 if [ "${SKIP_LINUX:-0}" != 1 ]; then
 	run_counted "integration:linux" python3 tests/integration/linux_boot.py \
 		"$BUILD/pocketvm" "$WORK/linux"
+	run_counted "integration:linux-balloon" python3 tests/integration/linux_balloon.py \
+		"$BUILD/pocketvm" "$WORK/linux-balloon"
 fi
 
 echo

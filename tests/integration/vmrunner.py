@@ -8,6 +8,7 @@ import os
 import select
 import subprocess
 import time
+import traceback
 
 
 class VM:
@@ -67,3 +68,32 @@ class VM:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class Checks:
+    """Run named checks, print "ok   PREFIX:NAME" or "FAIL PREFIX:NAME: why
+    (line N)" for each, and end with the "N passed, N failed" line the suite
+    runner counts."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.results = []
+
+    def __call__(self, name, fn):
+        try:
+            fn()
+            self.results.append(True)
+            print(f"ok   {self.prefix}:{name}", flush=True)
+        except Exception as e:  # report it and go on with the next check
+            self.results.append(False)
+            line = traceback.extract_tb(e.__traceback__)[-1].lineno
+            print(f"FAIL {self.prefix}:{name}: {e!r} (line {line})", flush=True)
+
+    def all_passed(self):
+        return all(self.results)
+
+    def finish(self):
+        """Print the closing line; return the exit status."""
+        failed = self.results.count(False)
+        print(f"{len(self.results) - failed} passed, {failed} failed")
+        return 1 if failed else 0
