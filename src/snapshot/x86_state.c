@@ -124,10 +124,11 @@ int x86_vcpu_set(struct vcpu *v, const struct x86_vcpu_state *st)
 	for (uint32_t k = 0; k < st->nr_msrs; k++) {
 		if (st->msrs[k].index != MSR_IA32_TSC_DEADLINE)
 			continue;
-		struct {
+		union {
 			struct kvm_msrs h;
-			struct kvm_msr_entry e;
-		} one = { .h.nmsrs = 1, .e = st->msrs[k] };
+			uint8_t room[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+		} one = { .h.nmsrs = 1 };
+		one.h.entries[0] = st->msrs[k];
 		if (ioctl(v->fd, KVM_SET_MSRS, &one) != 1) {
 			pr_err("snapshot: vcpu%d: cannot restore the TSC deadline", v->id);
 			return -EIO;
