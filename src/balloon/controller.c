@@ -143,6 +143,8 @@ int bctl_config_parse(const char *spec, struct bctl_config *c, char *err, size_t
 			    c->pol.max_step < PAGE ? -EINVAL : 0;
 		else if (!strcmp(kv, "floor"))
 			r = config_parse_size(v, &c->pol.guest_floor);
+		else if (!strcmp(kv, "stall-rate"))
+			r = config_parse_size(v, &c->pol.stall_rate) || !c->pol.stall_rate ? -EINVAL : 0;
 		else if (!strcmp(kv, "hold"))
 			r = parse_duration(v, &c->pol.reversal_hold_ns);
 		else if (!strcmp(kv, "interval"))
@@ -448,10 +450,12 @@ static void bctl_suspend(struct bctl *c, const struct policy_decision *d)
 }
 
 /*
- * Track an episode: it starts when the policy first inflates under
- * pressure and ends when the host has the pages back (the balloon's
- * discarded pages reached the target). Its latency is the figure no
- * published system reports: pressure event to memory returned.
+ * Track an episode: it starts when the policy inflates and ends the moment
+ * the host has the pages back (the balloon's discarded pages reached the
+ * target; checked on every balloon event, not only at ticks). Its latency
+ * is the figure no published system reports: decision to memory returned
+ * (the decision itself comes at most one tick after the pressure, at once
+ * on a PSI or cgroup event).
  */
 static const char *bctl_episode(struct bctl *c, uint64_t now, const struct balloon_info *bi)
 {
@@ -462,8 +466,7 @@ static const char *bctl_episode(struct bctl *c, uint64_t now, const struct ballo
 		c->ep_reported0 = bi->reported_bytes;
 		return "pressure";
 	}
-	if (c->episode && bi->inflated_pages >= bi->target_pages &&
-	    c->last.action != POLICY_INFLATE) {
+	if (c->episode && bi->inflated_pages >= bi->target_pages) {
 		c->episode = false;
 		c->returned_ms = (now - c->ep_t0) / MS;
 		c->returned_bytes = (bi->inflated_pages > c->ep_inflated0

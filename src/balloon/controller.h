@@ -44,7 +44,8 @@ void bctl_config_default(struct bctl_config *c);
 /*
  * bctl_config_parse - apply a --balloon-policy SPEC: "off", "on", or a comma
  * list of key=value (fg-limit=0.75, bg-limit=0.95, margin=64M, step=128M,
- * floor=64M, interval=250ms, stats-interval=1s, hold=10s, fg-adj=200,
+ * floor=64M, interval=250ms, stats-interval=1s, hold=10s, stall-rate=15M
+ * (bytes per second below which a growing balloon has stalled), fg-adj=200,
  * bg-adj=900, oom-adj=on|off, start=foreground|background,
  * count-cache=on|off, minfree=P:P:..., adj=A:A:..., host-root=DIR). Pure.
  * Returns 0, or -EINVAL with a reason in @err.

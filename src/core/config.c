@@ -62,6 +62,7 @@ static void usage_run(FILE *f)
 		"                   --balloon): off, or a comma list of KEY=VALUE:\n"
 		"                   fg-limit=0.75  bg-limit=0.95  guest pressure limits\n"
 		"                   margin=64M step=128M floor=64M hold=10s\n"
+		"                   stall-rate=15M (bytes/s: a slower balloon has stalled)\n"
 		"                   interval=250ms stats-interval=1s\n"
 		"                   start=foreground|background  oom-adj=on|off\n"
 		"                   fg-adj=200 bg-adj=900 (oom_score_adj: <= fg-adj is the\n"
