@@ -32,6 +32,7 @@ struct memload {
 	pthread_t fault_thr, load_thr;
 	bool fault_started, load_started;
 	bool finish, stop;	    /* atomics: fill now (a save waits) / tear down */
+	bool go;		    /* under lock: the VM is built, the loader may start */
 
 	/* Recording (no loading set yet): appended under lock. */
 	pthread_mutex_t lock;

@@ -311,6 +311,7 @@ int snapshot_restore(struct vm *vm, struct snap_image *img, char *err, size_t er
 	 * on (memfd RAM starts tracking at the first save that keeps running). */
 	if (vm->mem.file_fd >= 0)
 		snap_track_enable(vm);
+	memload_go(vm);
 	double t0 = (double)vm->cfg.start_ns / 1e6;
 	rt->t_vm = t_vm - t0;
 	rt->t_memory = t_mem - t0;

@@ -138,9 +138,16 @@ int memload_start(struct vm *vm, struct snap_image *img, bool use_uffd, char *er
  */
 int snap_loadset_carry(const char *dir, const struct loadset_bind *from, uint64_t new_gen);
 
+/*
+ * memload_go - the VM is built and its state installed: the loader starts
+ * its work (until then it competes with building the VM for the CPU, see
+ * docs/snapshot-format.md, restore modes). The userfaultfd fault thread
+ * serves from the start.
+ */
+void memload_go(struct vm *vm);
 /* memload_finish - fill everything now and stop (a save needs all of RAM). */
 void memload_finish(struct vm *vm);
-/* memload_stop - stop the threads (teardown; the VM is not running). */
+/* memload_destroy - stop the threads (teardown; the VM is not running). */
 void memload_destroy(struct vm *vm);
 
 /* The per-VM snapshot runtime, vm->snap. */

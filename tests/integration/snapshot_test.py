@@ -212,13 +212,7 @@ def current_memory(snap):
 def restored(snap, mode, until, env=None, timeout=120, count=1):
     """Restore @snap in @mode and wait for @count times @until (bytes);
     return the VM's output so far. The VM is killed afterwards."""
-    old = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        vm = VM([PVM, "run", "--restore", snap, "--restore-mode", mode, "-v"])
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    vm = VM([PVM, "run", "--restore", snap, "--restore-mode", mode, "-v"], env=env)
     try:
         out = b"".join(vm.expect(until, timeout) for _ in range(count))
         assert b"MISMATCH" not in out and b"FILLED" not in out, out[-800:]
@@ -244,13 +238,7 @@ def evict(snap):
 def finishes(snap, mode, env=None):
     """Restore a memfill guest saved after its first pass with passes=3: it
     must verify everything twice more and end the test itself (status 0)."""
-    old = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        vm = VM([PVM, "run", "--restore", snap, "--restore-mode", mode, "-v"])
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    vm = VM([PVM, "run", "--restore", snap, "--restore-mode", mode, "-v"], env=env)
     try:
         rc = vm.wait(120)
         out = vm.buf

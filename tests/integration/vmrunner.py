@@ -12,11 +12,13 @@ import traceback
 
 
 class VM:
-    def __init__(self, argv, log_path=None):
+    def __init__(self, argv, log_path=None, env=None):
+        """@env: variables added to this process's environment for the VM."""
         self.log = open(log_path, "wb") if log_path else None
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     env={**os.environ, **env} if env else None)
         self.buf = b""
 
     def _read_some(self, deadline):
