@@ -222,6 +222,20 @@ static uint64_t shrink(const struct view *v, uint64_t want, uint64_t room)
 	return T < v->B ? T : v->B; /* B itself may be unaligned: then no move */
 }
 
+/*
+ * Guest pressure over @limit: deflate toward @limit - band (*@want), while
+ * host free stays above @floor (*@room). The new target, or B.
+ */
+static uint64_t relieve_guest(const struct view *v, double limit, uint64_t floor, uint64_t *want,
+			      uint64_t *room)
+{
+	uint64_t aim = bound_at(v->R, v->U, limit - v->c->pressure_band);
+
+	*want = v->B > aim ? v->B - aim : 0;
+	*room = v->F > floor ? v->F - floor : 0;
+	return shrink(v, *want, *room);
+}
+
 /* Why a move of @d stopped short of @want ("" when it did not). */
 static const char *short_note(const struct view *v, uint64_t d, uint64_t want, bool inflating,
 			      char *buf, size_t n)
@@ -241,7 +255,7 @@ static uint64_t rule_foreground(const struct view *v, char *why, size_t n)
 {
 	const struct policy_config *c = v->c;
 	uint64_t perc = v->in->perceptible_threshold;
-	uint64_t floor = sat_add(perc, c->margin), T, aim, want, room, d;
+	uint64_t floor = sat_add(perc, c->margin), T, want, room, d;
 	char note[48];
 
 	if (v->F < perc) {
@@ -261,10 +275,7 @@ static uint64_t rule_foreground(const struct view *v, char *why, size_t n)
 		return T;
 	}
 	if (v->P > c->fg_limit + c->pressure_band) {
-		aim = bound_at(v->R, v->U, c->fg_limit - c->pressure_band);
-		want = v->B > aim ? v->B - aim : 0;
-		room = v->F > floor ? v->F - floor : 0;
-		T = shrink(v, want, room);
+		T = relieve_guest(v, c->fg_limit, floor, &want, &room);
 		d = v->B - T;
 		if (v->B == 0)
 			say(why, n, "foreground: guest pressure %.2f > %.2f, balloon already empty",
@@ -293,14 +304,11 @@ static uint64_t rule_background(const struct view *v, char *why, size_t n)
 	uint64_t cached = v->in->cached_threshold, zlow = v->in->zone_low_sum;
 	uint64_t base = cached >= zlow ? cached : zlow;
 	const char *base_name = cached >= zlow ? "cached" : "zone low";
-	uint64_t need = sat_add(base, c->margin), T, aim, want, room, d;
+	uint64_t need = sat_add(base, c->margin), T, want, room, d;
 	char note[48];
 
 	if (v->P > c->bg_limit + c->pressure_band) {
-		aim = bound_at(v->R, v->U, c->bg_limit - c->pressure_band);
-		want = v->B > aim ? v->B - aim : 0;
-		room = v->F > need ? v->F - need : 0;
-		T = shrink(v, want, room);
+		T = relieve_guest(v, c->bg_limit, need, &want, &room);
 		d = v->B - T;
 		if (v->B == 0)
 			say(why, n, "background: guest pressure %.2f > %.2f, balloon already empty",

@@ -12,16 +12,9 @@
 #include <string.h>
 
 #include "balloon/signals.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(c)                                                                                  \
-	do {                                                                                     \
-		if (!(c)) {                                                                      \
-			fprintf(stderr, "%s:%d: MUST(%s) failed\n", __FILE__, __LINE__, #c);      \
-			__builtin_trap();                                                        \
-		}                                                                                \
-	} while (0)
 
 static bool terminated(const char *s, size_t cap)
 {

@@ -376,13 +376,9 @@ static void poll_serial(void)
 static void memory_layout(void)
 {
 	uint64_t ram_end = 0, low_max = 0, high = 0;
-	uint8_t n = boot_params ? boot_params[0x1e8] : 0;
-	for (int i = 0; i < n; i++) {
-		const uint8_t *e = boot_params + 0x2d0 + 20 * i;
+	for (unsigned i = 0; i < e820_entries(); i++) {
 		uint64_t a, s;
-		memcpy(&a, e, 8);
-		memcpy(&s, e + 8, 8);
-		if (e[16] != 1)
+		if (e820_entry(i, &a, &s) != 1)
 			continue;
 		if (a >= 0x100000000ULL)
 			high += s;

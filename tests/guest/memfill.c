@@ -24,13 +24,9 @@ void user_main(void)
 	uint64_t passes = cmdline_num("passes", 0);
 	uint64_t ram_end = boot_params ? 0 : 0xC0000000ULL; /* PVH (QEMU): trust fill= */
 	/* e820: the RAM entry that holds BASE must cover the fill */
-	uint8_t n = boot_params ? boot_params[0x1e8] : 0;
-	for (int i = 0; i < n; i++) {
-		const uint8_t *e = boot_params + 0x2d0 + 20 * i;
+	for (unsigned i = 0; i < e820_entries(); i++) {
 		uint64_t a, s;
-		memcpy(&a, e, 8);
-		memcpy(&s, e + 8, 8);
-		if (e[16] == 1 && a <= BASE && a + s > BASE)
+		if (e820_entry(i, &a, &s) == 1 && a <= BASE && a + s > BASE)
 			ram_end = a + s;
 	}
 	if (end > ram_end || end > 0xC0000000ULL)

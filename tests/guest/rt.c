@@ -181,6 +181,22 @@ const char *cmdline(void)
 	return p ? (const char *)(uintptr_t)p : "";
 }
 
+unsigned e820_entries(void)
+{
+	unsigned n = boot_params ? boot_params[0x1e8] : 0;
+	return n < 128 ? n : 128; /* the table's size in the zero page */
+}
+
+uint32_t e820_entry(unsigned i, uint64_t *addr, uint64_t *size)
+{
+	const uint8_t *e = boot_params + 0x2d0 + 20 * i;
+	uint32_t type;
+	memcpy(addr, e, 8);
+	memcpy(size, e + 8, 8);
+	memcpy(&type, e + 16, 4);
+	return type;
+}
+
 uint64_t cmdline_num(const char *key, uint64_t def)
 {
 	const char *s = cmdline();

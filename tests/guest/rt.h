@@ -74,6 +74,10 @@ extern const uint8_t *boot_params;
 const char *cmdline(void);
 /* Value of "key=N" on the command line, or @def. */
 uint64_t cmdline_num(const char *key, uint64_t def);
+/* The zero page's e820 table (empty under PVH): the number of entries, and
+ * entry @i's range and type (1: RAM). */
+unsigned e820_entries(void);
+uint32_t e820_entry(unsigned i, uint64_t *addr, uint64_t *size);
 
 /* Each test program provides this; it runs at CPL 3 with IOPL 3. */
 void user_main(void);
